@@ -23,7 +23,9 @@ const (
 // free or a room is joined is the session's business.
 func DecodeJSON(b []byte) (Command, *Error) {
 	var c Command
-	b = bytes.TrimSpace(b)
+	// JSON's own whitespace only: bytes.TrimSpace also drops U+0085 and
+	// U+00A0, which JSON does not allow around a value.
+	b = bytes.Trim(b, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
 		return c, Errorf(CodeBadJSON, "a command must be a JSON object")
 	}
@@ -31,26 +33,22 @@ func DecodeJSON(b []byte) (Command, *Error) {
 	dec.UseNumber()
 	if err := dec.Decode(&c); err != nil {
 		// Recover the ref, so that the client can match the error.
-		var probe struct {
-			Ref any `json:"ref"`
-		}
-		_ = json.Unmarshal(b, &probe)
-		ref, _ := probe.Ref.(string)
+		ref := probeRef(b)
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			e := Errorf(CodeBadField, "field %q must be %s", te.Field, typeName(te.Type.Kind().String()))
-			if te.Field == "ref" {
-				ref = ""
-			}
-			e.Ref = clampRef(ref)
+			e.Ref = ref
 			return Command{}, e
 		}
 		e := Errorf(CodeBadJSON, "malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-		e.Ref = clampRef(ref)
+		e.Ref = ref
 		return Command{}, e
 	}
-	if dec.More() {
-		return Command{}, Errorf(CodeBadJSON, "one JSON object per frame")
+	// Not dec.More: it reports false before a stray ']' or '}'.
+	if dec.InputOffset() != int64(len(b)) {
+		e := Errorf(CodeBadJSON, "one JSON object per frame")
+		e.Ref = clampRef(c.Ref)
+		return Command{}, e
 	}
 	if len(c.Ref) > MaxRefBytes {
 		return Command{}, Errorf(CodeBadField, "field \"ref\" must be at most %d bytes", MaxRefBytes)
@@ -60,6 +58,34 @@ func DecodeJSON(b []byte) (Command, *Error) {
 		return Command{}, err
 	}
 	return c, nil
+}
+
+// probeRef reads the ref of a frame that failed to decode, as far as the
+// frame can be read: a frame cut short or broken after its ref still gets
+// its error matched. Keys match as encoding/json matches them: case-
+// insensitively, the last one wins; a ref that is not a string is none.
+func probeRef(b []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	var ref string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			break
+		}
+		if strings.EqualFold(key, "ref") {
+			ref = ""
+			_ = json.Unmarshal(v, &ref)
+		}
+	}
+	return clampRef(ref)
 }
 
 func clampRef(ref string) string {
@@ -101,7 +127,7 @@ func check(c *Command) *Error {
 			return Errorf(CodeBadField, "field \"nick\" is required")
 		}
 		if err := chat.ValidName(c.Nick); err != nil {
-			return Errorf(CodeBadNick, "nick %q is invalid: it %v", c.Nick, err)
+			return Errorf(CodeBadNick, "nick %s is invalid: it %v", quoteShort(c.Nick), err)
 		}
 	case CmdRooms:
 	case CmdHistory:
