@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"parley/internal/chat"
 )
@@ -191,6 +192,7 @@ func DecodeText(line string) (Command, *Error) {
 	arg = strings.TrimSpace(arg)
 	name = strings.ToLower(name)
 	var c Command
+	named := false // a room was given, if only "#"
 	switch name {
 	case "nick":
 		if arg == "" || strings.ContainsAny(arg, " \t") {
@@ -202,10 +204,13 @@ func DecodeText(line string) (Command, *Error) {
 			return c, Errorf(CodeBadField, "usage: /join ROOM")
 		}
 		c = Command{Type: CmdJoin, Room: strings.TrimPrefix(arg, "#")}
+		named = true
 	case "leave", "part":
 		c = Command{Type: CmdLeave, Room: strings.TrimPrefix(arg, "#")}
+		named = arg != ""
 	case "who", "names":
 		c = Command{Type: CmdWho, Room: strings.TrimPrefix(arg, "#")}
+		named = arg != ""
 	case "rooms", "list":
 		c = Command{Type: CmdRooms}
 	case "me":
@@ -217,13 +222,19 @@ func DecodeText(line string) (Command, *Error) {
 		return Command{Type: CmdHelp}, nil
 	default:
 		if len(name) > 32 {
-			name = name[:32] + "..."
+			// Cut on a rune boundary: the message goes out in a text
+			// frame, which must be valid UTF-8.
+			n := 32
+			for n > 0 && !utf8.RuneStart(name[n]) {
+				n--
+			}
+			name = name[:n] + "..."
 		}
 		return c, Errorf(CodeUnknownCommand, "unknown command /%s (type /help for the list)", name)
 	}
 	// Rooms may be left out in the text format (the current room); when
-	// given they must be valid.
-	if c.Room != "" {
+	// given they must be valid: "/join #" names the empty room.
+	if named {
 		if err := chat.ValidName(c.Room); err != nil {
 			return Command{}, Errorf(CodeBadRoom, "room name %s is invalid: it %v", quoteShort(c.Room), err)
 		}
