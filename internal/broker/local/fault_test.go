@@ -1,0 +1,123 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+
+	"parley/internal/broker"
+	"parley/internal/chat"
+)
+
+// TestLockedDatabase: another connection holds the write lock (BEGIN
+// EXCLUSIVE) for longer than the busy timeout. Appends fail with
+// ErrNotStored, nothing is delivered, Ready reports it; once the lock is
+// released, appends work again and ids continue without a hole.
+func TestLockedDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := dbPath(t)
+	rec := &recorder{}
+	b := open(t, Config{Path: path, BusyTimeout: 50e6}, rec.deliver) // 50ms
+	appendT(t, b, "lobby", "alice", "before", "")
+
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := 0; i < 3; i++ {
+		_, err = b.Append(ctx, chat.Message{Room: "lobby", From: "alice", Text: "locked out", Ref: "r-locked"})
+		if !errors.Is(err, broker.ErrNotStored) {
+			t.Fatalf("Append while locked = %v, want ErrNotStored", err)
+		}
+	}
+	if err := b.Ready(ctx); err == nil {
+		t.Fatal("Ready = nil while the database is locked")
+	}
+	if got := rec.get(); len(got) != 1 {
+		t.Fatalf("delivered %d messages while locked, want only the first", len(got))
+	}
+	// Readers are not blocked by the writer's lock (WAL).
+	if p := readAll(t, b, "lobby"); len(p.Messages) != 1 {
+		t.Fatalf("Read while locked = %d messages, want 1", len(p.Messages))
+	}
+	if st := b.Stats(); st.Failures != 3 {
+		t.Fatalf("Stats.Failures = %d, want 3", st.Failures)
+	}
+
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(ctx); err != nil {
+		t.Fatalf("Ready after the lock was released = %v", err)
+	}
+	// The failed send is retried with its ref: it is stored now, once.
+	m := appendT(t, b, "lobby", "alice", "locked out", "r-locked")
+	if m.ID != 2 {
+		t.Fatalf("first append after the fault got id %d, want 2 (no hole)", m.ID)
+	}
+	if m := appendT(t, b, "lobby", "alice", "after", ""); m.ID != 3 {
+		t.Fatalf("next append got id %d, want 3", m.ID)
+	}
+	if got := rec.get(); !equalIDs(ids(got), seq(1, 3)) {
+		t.Fatalf("delivered ids %v, want 1..3", ids(got))
+	}
+	if p := readAll(t, b, "lobby"); !equalIDs(ids(p.Messages), seq(1, 3)) {
+		t.Fatalf("stored ids %v, want 1..3", ids(p.Messages))
+	}
+}
+
+// TestReadOnlyDatabase: the tests run as root, which ignores file
+// permissions, so a chmod would not make writes fail. Instead the database
+// is reopened through SQLite's read-only URI parameter (mode=ro): SQLite
+// itself refuses every write with SQLITE_READONLY, the same error a
+// read-only file gives an ordinary user.
+func TestReadOnlyDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := dbPath(t)
+	b, err := Open(ctx, Config{Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := appendT(t, b, "lobby", "alice", "stored", "")
+	epoch := b.Epoch()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := &recorder{}
+	ro := open(t, Config{Path: "file:" + path + "?mode=ro"}, rec.deliver)
+	if ro.Epoch() != epoch {
+		t.Fatalf("read-only epoch %q, want %q", ro.Epoch(), epoch)
+	}
+	if err := ro.Ready(ctx); err != nil {
+		t.Fatalf("Ready before any write = %v", err)
+	}
+	_, err = ro.Append(ctx, chat.Message{Room: "lobby", From: "alice", Text: "refused"})
+	if !errors.Is(err, broker.ErrNotStored) {
+		t.Fatalf("Append to a read-only database = %v, want ErrNotStored", err)
+	}
+	t.Logf("Append error: %v", err)
+	if err := ro.Ready(ctx); err == nil {
+		t.Fatal("Ready = nil on a read-only database after a failed append")
+	}
+	if got := rec.get(); len(got) != 0 {
+		t.Fatalf("delivered %+v from a read-only database", got)
+	}
+	p := readAll(t, ro, "lobby")
+	if len(p.Messages) != 1 || p.Messages[0] != first {
+		t.Fatalf("Read from read-only database = %+v, want [%+v]", p.Messages, first)
+	}
+}

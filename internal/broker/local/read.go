@@ -1,0 +1,137 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"parley/internal/broker"
+	"parley/internal/chat"
+)
+
+// Read returns messages of one room (see broker.Query), oldest first, with
+// the oldest and newest id the log still holds (0 and 0 when it holds none).
+// A Limit <= 0 means no limit. Read uses the read pool and never waits for
+// the committer; it sees every message whose Append has returned.
+func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) {
+	if b.isClosed() {
+		return broker.Page{}, broker.ErrClosed
+	}
+	key := chat.FoldName(q.Room)
+	// One read transaction: the messages and First/Last come from the
+	// same snapshot.
+	tx, err := b.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
+	}
+	defer tx.Rollback()
+
+	var (
+		page        broker.Page
+		name        string
+		first, last sql.NullInt64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT name,
+			(SELECT MIN(id) FROM messages WHERE room = ?1),
+			(SELECT MAX(id) FROM messages WHERE room = ?1)
+		FROM rooms WHERE key = ?1`, key).Scan(&name, &first, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return broker.Page{}, nil // a room nobody wrote to
+	}
+	if err != nil {
+		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
+	}
+	page.First, page.Last = uint64(first.Int64), uint64(last.Int64)
+	if page.Last == 0 {
+		return page, nil
+	}
+
+	limit := int64(q.Limit)
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var rows *sql.Rows
+	if q.Backward {
+		before := int64(math.MaxInt64)
+		if q.Before > 0 && q.Before < math.MaxInt64 {
+			before = int64(q.Before)
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT id, sender, text, kind, ts, ref FROM messages
+			WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`, key, before, limit)
+	} else {
+		after := int64(q.After)
+		if q.After >= math.MaxInt64 {
+			return page, nil
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT id, sender, text, kind, ts, ref FROM messages
+			WHERE room = ? AND id > ? ORDER BY id LIMIT ?`, key, after, limit)
+	}
+	if err != nil {
+		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			m    = chat.Message{Room: name}
+			kind uint8
+			ts   int64
+		)
+		if err := rows.Scan(&m.ID, &m.From, &m.Text, &kind, &ts, &m.Ref); err != nil {
+			return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
+		}
+		m.Kind, m.Time = chat.Kind(kind), time.UnixMilli(ts).UTC()
+		page.Messages = append(page.Messages, m)
+	}
+	if err := rows.Err(); err != nil {
+		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
+	}
+	if q.Backward {
+		msgs := page.Messages
+		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+			msgs[i], msgs[j] = msgs[j], msgs[i]
+		}
+	}
+	return page, nil
+}
+
+// Rooms summarises every room that was ever written to, by name. Messages
+// counts the messages still held, LastID is the room's newest id (also when
+// retention removed every message) and LastActivity the time of its last
+// message.
+func (b *Broker) Rooms(ctx context.Context) ([]broker.RoomInfo, error) {
+	if b.isClosed() {
+		return nil, broker.ErrClosed
+	}
+	rows, err := b.rdb.QueryContext(ctx, `SELECT r.name, r.last_id, r.last_ts,
+			(SELECT MIN(id) FROM messages m WHERE m.room = r.key)
+		FROM rooms r ORDER BY r.key`)
+	if err != nil {
+		return nil, fmt.Errorf("local broker: rooms: %w", err)
+	}
+	defer rows.Close()
+	var out []broker.RoomInfo
+	for rows.Next() {
+		var (
+			ri    broker.RoomInfo
+			ts    int64
+			first sql.NullInt64
+		)
+		if err := rows.Scan(&ri.Name, &ri.LastID, &ts, &first); err != nil {
+			return nil, fmt.Errorf("local broker: rooms: %w", err)
+		}
+		// Retention removes a prefix of each log and ids are contiguous,
+		// so the messages held are exactly first..last_id.
+		if first.Valid {
+			ri.Messages = int64(ri.LastID) - first.Int64 + 1
+		}
+		ri.LastActivity = time.UnixMilli(ts).UTC()
+		out = append(out, ri)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("local broker: rooms: %w", err)
+	}
+	return out, nil
+}
