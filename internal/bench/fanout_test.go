@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"parley/internal/bench/benchtest"
 )
 
 func TestTextRunAgainstBroadcastServer(t *testing.T) {
 	t.Parallel()
-	url := startTextServer(t, 0)
+	url := benchtest.StartTextServer(t, 0)
 	var progress bytes.Buffer
 	res, err := Run(context.Background(), Config{
 		URL: url, Text: true, Subs: 5, Pubs: 2, Duration: 300 * time.Millisecond,
@@ -35,7 +37,7 @@ func TestTextRunAgainstBroadcastServer(t *testing.T) {
 
 func TestRateIsTotalOverPublishers(t *testing.T) {
 	t.Parallel()
-	url := startTextServer(t, 0)
+	url := benchtest.StartTextServer(t, 0)
 	res, err := Run(context.Background(), Config{
 		URL: url, Text: true, Subs: 2, Pubs: 4, Rate: 200, Duration: time.Second,
 	})
@@ -53,7 +55,7 @@ func TestRateIsTotalOverPublishers(t *testing.T) {
 
 func TestLossIsReported(t *testing.T) {
 	t.Parallel()
-	url := startTextServer(t, 10) // drops every 10th message
+	url := benchtest.StartTextServer(t, 10) // drops every 10th message
 	res, err := Run(context.Background(), Config{
 		URL: url, Text: true, Subs: 3, Pubs: 1, Rate: 200, Duration: 500 * time.Millisecond,
 		Drain: 300 * time.Millisecond,

@@ -178,7 +178,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 // WriteTable writes r for people.
 func (r *Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\t\n", name, value) }
+	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\n", name, value) }
 	if r.Mode == "idle" {
 		row("idle connections", count(int64(r.Idle)))
 		row("held", fmt.Sprintf("%.1f s", r.Held))

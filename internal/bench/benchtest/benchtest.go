@@ -1,4 +1,6 @@
-package bench
+// Package benchtest has a plain text broadcast server for tests of the load
+// generator: the original broadcast-chat exercise, optionally broken.
+package benchtest
 
 import (
 	"context"
@@ -11,10 +13,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// textServer is the original broadcast-chat exercise: every text frame a
-// client sends goes to every client, the sender included. dropEvery > 0
-// makes it skip every dropEvery-th frame it receives, a server that breaks
-// the promise.
+// textServer is the broadcast behind StartTextServer.
 type textServer struct {
 	dropEvery int
 
@@ -24,8 +23,11 @@ type textServer struct {
 	wg      sync.WaitGroup       // handlers and their writers
 }
 
-// startTextServer serves the broadcast at ws://.../ws until the test ends.
-func startTextServer(t *testing.T, dropEvery int) string {
+// StartTextServer serves a broadcast on 127.0.0.1 and returns its URL,
+// ws://127.0.0.1:PORT/ws; it stops when the test ends. Every text frame a
+// client sends goes to every client, the sender included; dropEvery > 0
+// makes it skip every dropEvery-th frame it receives.
+func StartTextServer(t testing.TB, dropEvery int) string {
 	s := &textServer{dropEvery: dropEvery, clients: make(map[chan []byte]bool)}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
