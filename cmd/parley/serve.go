@@ -3,9 +3,154 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"parley/internal/broker/local"
+	"parley/internal/hub"
+	"parley/internal/server"
+	"parley/web"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not built yet")
+// serveOptions are parley serve's flags.
+type serveOptions struct {
+	addr            string
+	db              string
+	tlsCert, tlsKey string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+	rate            float64
+	retainMessages  int
+	retainAge       time.Duration
+	noticeThreshold int
+	cfg             server.Config
 }
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("parley serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	fs.StringVar(&o.db, "db", "parley.db", "SQLite database file for the history (\":memory:\" keeps nothing)")
+	fs.BoolVar(&o.cfg.NoEcho, "no-echo", false, "leave the sender out of its own broadcast")
+	fs.IntVar(&o.cfg.MaxMessageBytes, "max-message-bytes", 8<<10, "largest message a client may send; larger ones close with 1009")
+	fs.Float64Var(&o.rate, "rate-limit", 10, "messages per second one connection may send (0: no limit)")
+	fs.IntVar(&o.cfg.Burst, "rate-burst", 20, "messages a connection may send at once above --rate-limit")
+	fs.IntVar(&o.cfg.MaxConnections, "max-connections", 10000, "most open WebSocket connections; past it upgrades get HTTP 503")
+	fs.DurationVar(&o.cfg.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for a request's headers and the WebSocket handshake")
+	fs.Var((*listFlag)(&o.cfg.AllowedOrigins), "allowed-origins", "web origins allowed to connect besides the server's own (comma-separated, \"*\" for any)")
+	fs.IntVar(&o.cfg.SendQueue, "send-queue", 256, "messages queued per connection before it is resynced from the history")
+	fs.DurationVar(&o.cfg.MaxLag, "max-lag", 60*time.Second, "how long a connection may stay behind before it is closed with 1008")
+	fs.DurationVar(&o.cfg.PingInterval, "ping-interval", 20*time.Second, "how often to ping each connection")
+	fs.DurationVar(&o.cfg.PongTimeout, "pong-timeout", 40*time.Second, "close a connection silent for this long")
+	fs.IntVar(&o.cfg.History, "history", 50, "messages a join replays")
+	fs.IntVar(&o.retainMessages, "retain-messages", 100000, "messages kept per room")
+	fs.DurationVar(&o.retainAge, "retain-age", 30*24*time.Hour, "how long messages are kept")
+	fs.IntVar(&o.noticeThreshold, "notice-threshold", 1000, "room size above which join and leave notices are not broadcast")
+	fs.StringVar(&o.cfg.Node, "node", "", "this node's name, sent in welcome (default the host name)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs every message)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = usageWithEnv(fs, stderr, "usage: parley serve [flags]\n\nRuns the parley chat server.\n\nflags (each may also be set by the environment variable in brackets):\n")
+	return fs, o
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := serveFlags(stderr)
+	if err := parseFlags(fs, args, os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "parley serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	o.cfg.Rate = rate.Limit(o.rate)
+	if o.rate <= 0 {
+		o.cfg.Rate = rate.Inf
+	}
+	o.cfg.Version = version
+	o.cfg.Page = web.Handler()
+
+	h := hub.New(hub.Config{Encode: server.Encode, NoticeThreshold: o.noticeThreshold, Logger: log})
+	b, err := local.Open(ctx, local.Config{
+		Path: o.db, RetainMessages: o.retainMessages, RetainAge: o.retainAge, Logger: log,
+	}, h.Deliver)
+	if err != nil {
+		return fmt.Errorf("cannot open the database: %w", err)
+	}
+	defer b.Close()
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	srv := server.New(o.cfg, h, b, log)
+	scheme := "ws"
+	if o.tlsCert != "" {
+		scheme = "wss"
+	}
+	addr := ln.Addr().String()
+	log.Info("parley listening", "addr", addr, "url", scheme+"://"+addr+"/", "db", o.db,
+		"connect", fmt.Sprintf("websocat %s://%s/  or  parley chat %s://%s/", scheme, addr, scheme, addr))
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if o.tlsCert != "" {
+			serveErr <- srv.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-serveErr:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	<-serveErr
+	if err != nil {
+		log.Warn("shutdown did not finish in time; remaining connections were closed", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
