@@ -67,4 +67,3 @@ func (l *listFlag) Set(v string) error {
 	}
 	return nil
 }
-

@@ -153,4 +153,3 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("stopped")
 	return nil
 }
-

@@ -313,4 +313,3 @@ func (s *Server) handleAPIMessages(w http.ResponseWriter, r *http.Request) {
 	more := len(page.Messages) > 0 && page.Messages[0].ID > page.First
 	writeJSON(w, http.StatusOK, map[string]any{"room": room, "messages": msgs, "more": more})
 }
-

@@ -24,8 +24,8 @@ import (
 // Its reader (run) owns the connection's lifetime; the flusher (writer.go)
 // is the only goroutine that writes the socket.
 type session struct {
-	srv    *Server      // immutable after newSession
-	conn   net.Conn     // immutable; closed by run, or by the flusher on a failed write
+	srv    *Server  // immutable after newSession
+	conn   net.Conn // immutable; closed by run, or by the flusher on a failed write
 	format protocol.Format
 	remote string
 	fr     frameReader

@@ -440,4 +440,3 @@ func (s *session) sendClose(code int, reason string) bool {
 	s.mu.Unlock()
 	return true
 }
-
