@@ -71,6 +71,10 @@
     current: '',         // fold(name) of the room shown
   };
 
+  // refreshConn redraws the connection state (with the queued count) at once;
+  // connect and scheduleReconnect point it at their own drawing.
+  let refreshConn = () => {};
+
   const nextRef = () => `w${state.refTag}-${++state.refSeq}`;
 
   // ---------- rooms ----------
@@ -459,8 +463,9 @@
   // ---------- the connection ----------
 
   function setConn(s, text, title) {
+    const queued = s !== 'online' && state.outbox.length ? ` · ${state.outbox.length} queued` : '';
     ui.conn.dataset.state = s;
-    ui.connText.textContent = text;
+    ui.connText.textContent = text + queued;
     ui.conn.title = title || '';
     ui.retry.hidden = s !== 'offline';
     ui.app.dataset.conn = s;
@@ -473,7 +478,8 @@
     if (state.ws || !state.nick) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const url = `${proto}//${location.host}/ws?nick=${encodeURIComponent(state.nick)}`;
-    setConn('connecting', 'connecting…');
+    refreshConn = () => setConn('connecting', 'connecting…');
+    refreshConn();
     let ws;
     try {
       ws = new WebSocket(url, SUBPROTOCOL);
@@ -515,13 +521,14 @@
     state.retryTimer = setTimeout(connect, delay);
     const tick = () => {
       const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      const queued = state.outbox.length ? ` · ${state.outbox.length} queued` : '';
-      setConn('offline', `offline — retrying in ${s}s${queued}`, `connection closed (${why})`);
+      setConn('offline', `offline — retrying in ${s}s`, `connection closed (${why})`);
     };
     clearInterval(state.countdown);
     tick();
     state.countdown = setInterval(tick, 1000);
+    refreshConn = tick;
   }
+
 
   function retryNow() {
     if (state.ws || !state.nick) return;
@@ -749,16 +756,8 @@
     if (r.key === state.current) scrollToBottom(r);
     state.outbox.push(it);
     transmit(it);
-    if (!state.online) scheduleTick();
+    if (!state.online) refreshConn();
     return true;
-  }
-
-  function scheduleTick() {
-    // Update the "n queued" count at once rather than on the next tick.
-    if (ui.conn.dataset.state === 'offline') {
-      const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      setConn('offline', `offline — retrying in ${s}s · ${state.outbox.length} queued`, ui.conn.title);
-    }
   }
 
   function transmit(it) {

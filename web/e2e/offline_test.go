@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"parley/web"
+)
+
+// TestPageWithoutServer loads the page from web.Handler alone: no WebSocket
+// answers, so it must say it is offline, queue what is typed, render it as
+// text, and break no rule of its CSP.
+func TestPageWithoutServer(t *testing.T) {
+	t.Parallel()
+	b := startBrowser(t)
+	srv := httptest.NewServer(web.Handler())
+	t.Cleanup(srv.Close)
+
+	p := newTab(t, b, "page")
+	p.open(srv.URL+"/", "ann")
+	p.wait("the offline state", `document.getElementById('conn').dataset.state === 'offline'`)
+	if got := eval[string](p, `document.getElementById('conn-text').textContent`); !strings.Contains(got, "retrying in") {
+		t.Errorf("connection state says %q, want a retry countdown", got)
+	}
+	if got := eval[string](p, `localStorage.getItem('parley.nick')`); got != "ann" {
+		t.Errorf("remembered nick %q, want ann", got)
+	}
+
+	p.typeLine(`<img src=x onerror="window.__pwned=1"> see https://example.com/a_(b). or javascript:alert(1)`)
+	p.wait("the queued message", `document.querySelectorAll('.msg.pending').length === 1`)
+	p.wait("the queued count", `document.getElementById('conn-text').textContent.includes('1 queued')`)
+	text := eval[string](p, `document.querySelector('.msg.pending .text').textContent`)
+	if !strings.HasPrefix(text, `<img src=x onerror="window.__pwned=1">`) {
+		t.Errorf("pending text = %q", text)
+	}
+	if n := eval[int](p, `document.querySelectorAll('.room-log img, .room-log script').length`); n != 0 {
+		t.Errorf("%d img/script elements in the log", n)
+	}
+	links := eval[[]map[string]string](p, `Array.from(document.querySelectorAll('.room-log a'),
+		(a) => ({href: a.href, text: a.textContent, rel: a.rel, target: a.target}))`)
+	if len(links) != 1 || links[0]["href"] != "https://example.com/a_(b)" || links[0]["text"] != "https://example.com/a_(b)" ||
+		links[0]["rel"] != "noopener noreferrer" || links[0]["target"] != "_blank" {
+		t.Errorf("links = %v, want one to https://example.com/a_(b) with rel=noopener noreferrer", links)
+	}
+
+	p.typeLine("/help")
+	p.wait("the help text", `document.querySelector('.room-log').textContent.includes('/me ACTION')`)
+	// A command the page cannot run stays in the input, to be fixed.
+	p.do(chromedp.SendKeys(chromedp.ID("input"), "/bogus"), enter)
+	p.wait("the unknown command error", `document.querySelector('.room-log').textContent.includes('unknown command /bogus')`)
+	if got := eval[string](p, `document.getElementById('input').value`); got != "/bogus" {
+		t.Errorf("input after a bad command = %q, want it kept", got)
+	}
+
+	if eval[bool](p, `window.__pwned === 1`) || p.dialogCount() != 0 {
+		t.Error("user text ran script")
+	}
+	if v := p.consoleMatching("Content Security Policy"); len(v) > 0 {
+		t.Errorf("CSP violations: %q", v)
+	}
+	if v := p.consoleMatching("exception"); len(v) > 0 {
+		t.Errorf("exceptions: %q", v)
+	}
+}
