@@ -170,8 +170,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.connections.Inc()
 	s.metrics.connectionsTotal.WithLabelValues(format.String()).Inc()
-	defer s.handlers.Done()
-	ss.run(opts)
+	// The session runs on a goroutine of its own, and the handler returns:
+	// net/http's per-connection state and the request are let go, and the
+	// session's stack starts small, so an idle connection costs little.
+	go func() {
+		defer s.handlers.Done()
+		ss.run(opts)
+	}()
 }
 
 // pong answers a ping with the same payload.
