@@ -66,6 +66,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxInFlight bounds unacknowledged sends: Send waits beyond it.
 	// Default 256 (the server remembers each nick's last 1,000 refs).
+	// Sends are paced to the server's rate limit, but a send refused as
+	// rate_limited anyway (a stall longer than the server's spare burst) is
+	// resent after the ones behind it: set 1 to keep a strict order at the
+	// cost of a round trip per send (what parley chat does).
 	MaxInFlight int
 	// EventBuffer is the capacity of the Events channel. Default 1024.
 	EventBuffer int
@@ -248,6 +252,10 @@ func newRefPrefix() string {
 // order. It is closed after the StateClosed event (after Close, or when the
 // connection ended for good).
 func (c *Client) Events() <-chan Event { return c.events }
+
+// Done is closed when the client has ended: after Close, or when the
+// connection ended for good (then Err says why).
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Close closes the connection with 1000 (normal close), stops reconnecting
 // and waits for the client's goroutines. Unanswered commands fail with

@@ -182,7 +182,11 @@ func TestDialNotParley(t *testing.T) {
 	}
 }
 
-// fakeWelcome accepts parley.v1, sends a welcome, then runs then.
+type websocketConn = websocket.Conn
+
+func closeStatus(err error) websocket.StatusCode { return websocket.CloseStatus(err) }
+
+// parleyish accepts parley.v1, sends a welcome, then runs then.
 func parleyish(t *testing.T, then func(ctx context.Context, c *websocket.Conn)) *httptest.Server {
 	return wsServer(t, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}}, func(ctx context.Context, c *websocket.Conn) {
 		c.Write(ctx, websocket.MessageText, []byte(`{"type":"welcome","nick":"guest-1","epoch":"e1","server":"parley","limits":{"max_message_bytes":8192,"rate":10,"burst":20,"history":50}}`))

@@ -26,7 +26,7 @@ const readLimit = 32 << 20
 type conn struct {
 	ws *websocket.Conn // immutable after connect
 
-	// limiter paces sends to the server's rate (nil: unlimited). Set by
+	// limiter paces frames to the server's rate (nil: unlimited). Set by
 	// installLocked before the writer starts; used by the writer only.
 	limiter *rate.Limiter
 
@@ -71,8 +71,9 @@ func newLimiter(l protocol.Limits) *rate.Limiter {
 	if l.Rate <= 0 {
 		return nil
 	}
-	// Half the server's burst: the server's bucket keeps the other half
-	// as slack for network jitter, so paced sends are never refused.
+	// The server limits every frame, commands included. Half its burst:
+	// the server's bucket keeps the other half as slack for network jitter,
+	// so paced frames are not refused.
 	burst := max(1, l.Burst/2)
 	return rate.NewLimiter(rate.Limit(l.Rate), burst)
 }
@@ -211,7 +212,13 @@ func (c *Client) nickRefused(ctx context.Context, ws *websocket.Conn, want strin
 		}
 		var ev protocol.Event
 		if json.Unmarshal(data, &ev) == nil && ev.Type == protocol.EvError && ev.Ref == "" {
-			return serverError(&ev)
+			se := serverError(&ev)
+			if se.Code == protocol.CodeNickTaken {
+				// The server's words go on about the guest nick it gave
+				// instead; Dial does not keep that connection.
+				se.Message = fmt.Sprintf("nick %q is taken", want)
+			}
+			return se
 		}
 	}
 }
@@ -315,7 +322,7 @@ func (c *Client) applyLocked(cn *conn, ev *protocol.Event) bool {
 		if ev.Ref == "" || r == nil {
 			return true
 		}
-		if ev.Code == protocol.CodeRateLimited && r.cmd.Type == protocol.CmdSend && r.tries < maxRateRetries {
+		if ev.Code == protocol.CodeRateLimited && r.tries < maxRateRetries {
 			// Not sent: try again, paced by the limiter.
 			r.tries++
 			cn.queue = append(cn.queue, r)
@@ -356,7 +363,7 @@ func (c *Client) applyLocked(cn *conn, ev *protocol.Event) bool {
 }
 
 // writeLoop is the connection's only writer: it writes the queue in order,
-// pacing sends, until stopped or a write fails.
+// paced, until stopped or a write fails.
 func (c *Client) writeLoop(cn *conn) {
 	defer close(cn.writerDone)
 	for cn.wctx.Err() == nil {
@@ -375,7 +382,7 @@ func (c *Client) writeLoop(cn *conn) {
 			}
 			continue
 		}
-		if (r.cmd.Type == protocol.CmdSend || r.ackless) && cn.limiter != nil {
+		if cn.limiter != nil {
 			if cn.limiter.Wait(cn.wctx) != nil {
 				return
 			}

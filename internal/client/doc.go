@@ -40,7 +40,8 @@
 // goroutine (every frame we send goes through its queue; coder/websocket
 // itself answers pings from the reader, and Close writes the close frame only
 // after the writer has stopped) and one reader: the client's run goroutine,
-// which also reconnects. Close waits for both. Sends are paced to the
-// server's rate limit from welcome, so a script that sends a file line by line
-// is not refused.
+// which also reconnects. Close waits for both. Frames are paced to the
+// server's rate limit from welcome (half its burst), so a script that sends a
+// file line by line is not refused; a frame refused as rate_limited anyway is
+// resent, up to 10 times.
 package client
