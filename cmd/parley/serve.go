@@ -54,7 +54,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.cfg.History, "history", 50, "messages a join replays")
 	fs.IntVar(&o.retainMessages, "retain-messages", 100000, "messages kept per room")
 	fs.DurationVar(&o.retainAge, "retain-age", 30*24*time.Hour, "how long messages are kept")
-	fs.IntVar(&o.noticeThreshold, "notice-threshold", 1000, "room size above which join and leave notices are not broadcast")
+	fs.IntVar(&o.noticeThreshold, "notice-threshold", 100, "room size above which join and leave notices are not broadcast")
 	fs.StringVar(&o.cfg.Node, "node", "", "this node's name, sent in welcome (default the host name)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")

@@ -70,7 +70,7 @@ type Config struct {
 	Encode Encoder
 	// NoticeThreshold is the room size above which join and leave
 	// notices are not broadcast, so that a room of thousands does not cost
-	// O(n^2) notices as it fills. Default 1000; negative means always send.
+	// O(n^2) notices as it fills. Default 100; negative means always send.
 	NoticeThreshold int
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -101,7 +101,7 @@ type member struct {
 // New makes a hub.
 func New(cfg Config) *Hub {
 	if cfg.NoticeThreshold == 0 {
-		cfg.NoticeThreshold = 1000
+		cfg.NoticeThreshold = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
