@@ -6,10 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"regexp"
 	"strings"
 	"testing"
 
+	"golang.org/x/time/rate"
+
 	"parley/internal/bench/benchtest"
+	"parley/internal/parleytest"
+	"parley/internal/server"
 )
 
 func TestBenchTextServerNoLoss(t *testing.T) {
@@ -20,8 +25,8 @@ func TestBenchTextServerNoLoss(t *testing.T) {
 	if err != nil {
 		t.Fatalf("runBench: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
 	}
-	for _, want := range []string{"delivered", "lost", "latency p99.9", "connect", "verdict  ok"} {
-		if !strings.Contains(stdout.String(), want) {
+	for _, want := range []string{`delivered +[0-9,]+ msgs`, `lost +0\n`, `latency p99.9 +[0-9]+ µs`, `connect +6 conns`, `verdict +ok\n`} {
+		if !regexp.MustCompile(want).MatchString(stdout.String()) {
 			t.Errorf("the table has no %q:\n%s", want, &stdout)
 		}
 	}
@@ -77,5 +82,27 @@ func TestBenchUsage(t *testing.T) {
 	}
 	if err := runBench(context.Background(), []string{"--size", "8", "--quiet"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "size") {
 		t.Errorf("--size 8: %v, want an error about the size", err)
+	}
+}
+
+func TestBenchParleyExitsZero(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t, parleytest.WithConfig(func(c *server.Config) { c.Rate = rate.Inf }))
+	var stdout, stderr bytes.Buffer
+	err := runBench(context.Background(), []string{"--subs", "5", "--pubs", "2", "--duration", "300ms", "--json", n.URL}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("runBench: %v\n%s", err, &stderr)
+	}
+	var res struct {
+		OK        bool  `json:"ok"`
+		Sent      int64 `json:"sent"`
+		Delivered int64 `json:"delivered"`
+		Lost      int64 `json:"lost"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("--json output %q: %v", &stdout, err)
+	}
+	if !res.OK || res.Lost != 0 || res.Sent == 0 || res.Delivered != 5*res.Sent {
+		t.Errorf("result %+v: want every message delivered to 5 subscribers", res)
 	}
 }

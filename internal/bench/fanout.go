@@ -458,11 +458,6 @@ func (r *run) newFrame(p *publisher) *frame {
 
 func (f *frame) fill(p payload) { encodePayload(f.payload, f.marker, p) }
 
-// stallTimeout is how long a publisher waits for its oldest message in
-// flight to reach every subscriber before it sends anyway (and counts a
-// stall): a lost message must not stop the run; it is reported as loss.
-const stallTimeout = time.Second
-
 // publish sends numbered messages until the deadline: paced at the
 // configured rate, or, at rate 0, whenever the window has room.
 func (r *run) publish(ctx context.Context, p *publisher, deadline time.Time) {
@@ -512,7 +507,9 @@ func (r *run) publish(ctx context.Context, p *publisher, deadline time.Time) {
 }
 
 // waitSlot waits until the message in slot reached every live subscriber,
-// or for stallTimeout. It reports false when the run is over.
+// or for Drain: then it lets the publisher send anyway and counts a stall,
+// because a lost message must not stop the run (it is reported as loss).
+// It reports false when the run is over.
 func (r *run) waitSlot(ctx context.Context, p *publisher, slot *atomic.Uint64, timer *time.Timer) bool {
 	timedOut := false
 	for int32(slot.Load())&(1<<countBits-1) < p.room.live.Load() {
@@ -520,7 +517,7 @@ func (r *run) waitSlot(ctx context.Context, p *publisher, slot *atomic.Uint64, t
 			p.stalls++
 			return true
 		}
-		timer.Reset(stallTimeout)
+		timer.Reset(r.cfg.Drain)
 		select {
 		case <-p.wake:
 			timer.Stop()
