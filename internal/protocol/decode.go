@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -162,12 +163,23 @@ func needRoom(c *Command) *Error {
 	return nil
 }
 
+// quoteShort quotes a name for an error message, as %q does, cut to 40
+// bytes. Not json.Marshal: it shows '&', '<' and '>' to a human as \u0026,
+// and a name of such characters grew six-fold.
 func quoteShort(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "..."
+	return strconv.Quote(cutShort(s, 40))
+}
+
+// cutShort cuts s to at most n bytes and marks the cut. It cuts on a rune
+// boundary: error messages go out in text frames, which must be valid UTF-8.
+func cutShort(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	b, _ := json.Marshal(s)
-	return string(b)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // DecodeText decodes one text-format frame. A plain line is a send to the
@@ -221,16 +233,7 @@ func DecodeText(line string) (Command, *Error) {
 	case "help":
 		return Command{Type: CmdHelp}, nil
 	default:
-		if len(name) > 32 {
-			// Cut on a rune boundary: the message goes out in a text
-			// frame, which must be valid UTF-8.
-			n := 32
-			for n > 0 && !utf8.RuneStart(name[n]) {
-				n--
-			}
-			name = name[:n] + "..."
-		}
-		return c, Errorf(CodeUnknownCommand, "unknown command /%s (type /help for the list)", name)
+		return c, Errorf(CodeUnknownCommand, "unknown command /%s (type /help for the list)", cutShort(name, 32))
 	}
 	// Rooms may be left out in the text format (the current room); when
 	// given they must be valid: "/join #" names the empty room.
