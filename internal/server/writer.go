@@ -158,6 +158,9 @@ func (s *session) flush() {
 		if len(s.queue) == 0 && !resync {
 			s.writing = false
 			s.behindSince = time.Time{}
+			// Idle again: hold no buffers.
+			s.queue = nil
+			s.bufs = nil
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
