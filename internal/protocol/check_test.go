@@ -8,8 +8,9 @@ import (
 )
 
 // maxErrorMessage bounds an error's message: it is for humans, and must not
-// echo a whole frame back.
-const maxErrorMessage = 200
+// echo a whole frame back. A bad name is quoted in at most 40 bytes, which
+// %q can grow four-fold (\x01).
+const maxErrorMessage = 256
 
 // fmtCommand shows a command with the value behind Since.
 func fmtCommand(c Command) string {

@@ -184,6 +184,8 @@ func TestDecodeJSONErrors(t *testing.T) {
 		{name: "room with a hash", in: `{"type":"send","room":"#lobby","text":"hi","ref":"c1"}`, code: CodeBadRoom, msg: `"#lobby"`, ref: "c1"},
 		{name: "room not ASCII", in: `{"type":"who","room":"café","ref":"c1"}`, code: CodeBadRoom, msg: "letters, digits", ref: "c1"},
 		{name: "room with NUL", in: `{"type":"leave","room":"a\u0000b","ref":"c1"}`, code: CodeBadRoom, msg: "letters, digits", ref: "c1"},
+		{name: "room name quoted for humans", in: `{"type":"join","room":"R&D <ops>","ref":"c1"}`, code: CodeBadRoom, msg: `room name "R&D <ops>" is invalid`, ref: "c1"},
+		{name: "long room name cut", in: `{"type":"join","room":"` + strings.Repeat("&", 100) + `","ref":"c1"}`, code: CodeBadRoom, msg: `"` + strings.Repeat("&", 40) + `..."`, ref: "c1"},
 		{name: "history room bad", in: `{"type":"history","room":"a.b","ref":"c1"}`, code: CodeBadRoom, msg: `"a.b"`, ref: "c1"},
 		// An empty name is reported as a missing field.
 		{name: "room empty", in: `{"type":"join","room":"","ref":"c1"}`, code: CodeBadField, msg: `"room"`, ref: "c1"},

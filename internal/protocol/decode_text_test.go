@@ -91,6 +91,8 @@ func TestDecodeText(t *testing.T) {
 		{name: "who #room", in: "/who #lobby", want: Command{Type: CmdWho, Room: "lobby"}},
 		{name: "who alias names", in: "/names #lobby", want: Command{Type: CmdWho, Room: "lobby"}},
 		{name: "who hash only", in: "/who #", code: CodeBadRoom, msg: "empty"},
+		{name: "who room of escapes", in: "/who \"" + strings.Repeat("&", 60), code: CodeBadRoom, msg: `"\"` + strings.Repeat("&", 39) + `..."`},
+		{name: "room cut inside a rune", in: "/join " + strings.Repeat("a", 39) + "é", code: CodeBadRoom, msg: `"` + strings.Repeat("a", 39) + `..."`},
 		{name: "who bad room", in: "/who café", code: CodeBadRoom, msg: "letters, digits"},
 
 		// /rooms
