@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -174,12 +173,12 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	opts.setDefaults()
 	if opts.Nick != "" {
 		if err := chat.ValidName(opts.Nick); err != nil {
-			return nil, fmt.Errorf("nick %q is invalid: it %v: %w", opts.Nick, err, ErrBadNick)
+			return nil, badNick(opts.Nick, err)
 		}
 	}
 	for _, r := range opts.Rooms {
 		if err := chat.ValidName(r); err != nil {
-			return nil, fmt.Errorf("room name %q is invalid: it %v: %w", r, err, ErrBadRoom)
+			return nil, badRoom(r, err)
 		}
 	}
 	c := &Client{

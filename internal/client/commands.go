@@ -197,12 +197,12 @@ func checkCommand(cmd *protocol.Command) error {
 		}
 	case protocol.CmdNick:
 		if err := chat.ValidName(cmd.Nick); err != nil {
-			return fmt.Errorf("nick %q is invalid: it %v: %w", cmd.Nick, err, ErrBadNick)
+			return badNick(cmd.Nick, err)
 		}
 	}
 	if cmd.Room != "" || cmd.Type == protocol.CmdJoin {
 		if err := chat.ValidName(cmd.Room); err != nil {
-			return fmt.Errorf("room name %q is invalid: it %v: %w", cmd.Room, err, ErrBadRoom)
+			return badRoom(cmd.Room, err)
 		}
 	}
 	if len(cmd.Ref) > 64 {

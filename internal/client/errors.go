@@ -43,6 +43,28 @@ var (
 	ErrIdle = errors.New("no data or ping from the server")
 )
 
+// nameError is a nick or room name refused before sending; Is matches its
+// sentinel (ErrBadNick or ErrBadRoom).
+type nameError struct {
+	what, name string
+	err        error
+	sentinel   error
+}
+
+func (e *nameError) Error() string {
+	return fmt.Sprintf("%s %q is invalid: it %v", e.what, e.name, e.err)
+}
+
+func (e *nameError) Is(target error) bool { return target == e.sentinel }
+
+func badNick(nick string, err error) error {
+	return &nameError{what: "nick", name: nick, err: err, sentinel: ErrBadNick}
+}
+
+func badRoom(room string, err error) error {
+	return &nameError{what: "room name", name: room, err: err, sentinel: ErrBadRoom}
+}
+
 // ConnectError is a failure to reach the server: TCP, DNS, TLS or a
 // timeout. Unwrap gives the cause (ErrRefused, a *net.DNSError, a TLS
 // error, context.DeadlineExceeded, ...).
