@@ -142,8 +142,8 @@ func TestAppendReadDedupe(t *testing.T) {
 		t.Errorf("backward before %d: %v, want %v", lobby[3].ID, ids(p.Messages), ids(lobby[:3]))
 	}
 	p, _ = b.Read(ctx, broker.Query{Room: "empty", Limit: 10})
-	if len(p.Messages) != 0 || p.First != 0 || p.Last != 0 {
-		t.Errorf("empty room: %+v", p)
+	if len(p.Messages) != 0 || p.First != 0 || p.Last != lobby[5].ID {
+		t.Errorf("empty room: %+v, want no messages, First 0, Last the stream's last id %d", p, lobby[5].ID)
 	}
 
 	// Dedupe: the same (nick, ref) twice is stored once, with one id.

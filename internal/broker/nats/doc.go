@@ -25,7 +25,9 @@
 // between After and First is gone too: the gap rule of package broker holds
 // without false negatives. Ids in [After+1, First-1] that belonged to other
 // rooms are reported as part of the gap range; that range is "ids this room
-// no longer holds", never "messages that existed".
+// no longer holds", never "messages that existed". A room that holds no
+// message (new, or emptied by retention) reads as First 0 and Last = the
+// stream's last sequence, so a reader that saw some of it gets a gap.
 //
 // Concurrency: all methods are safe for concurrent use. Deliver is called
 // from one goroutine owned by the broker (the consumer's dispatcher) and

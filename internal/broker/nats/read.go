@@ -151,7 +151,15 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 	// The newest id, from the leader: the read must reach it.
 	last, err := b.getLeader(ctx, getRequest{LastFor: subj})
 	if errors.Is(err, errNotFound) {
-		return broker.Page{}, nil
+		// No message held: the room is new, or retention removed all of
+		// it. Last is then the stream's last sequence, the newest id the
+		// room could have had, so that a reader who saw some of it is told
+		// of a gap (First 0, Last > After), not of a reset.
+		info, err := b.stream.Info(ctx)
+		if err != nil {
+			return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
+		}
+		return broker.Page{Last: info.State.LastSeq}, nil
 	}
 	if err != nil {
 		return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
