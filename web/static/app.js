@@ -149,7 +149,7 @@
     r.firstUnread = null;
     if (r.atBottom) scrollToBottom(r);
     ui.roomTitle.textContent = `#${r.name}`;
-    ui.input.placeholder = `Message #${r.name} — Enter sends, Shift+Enter for a new line, /help for commands`;
+    ui.input.placeholder = `Message #${r.name}`;
     saveRooms();
     renderRooms();
     renderMembers();
@@ -257,7 +257,10 @@
     const text = document.createElement('span');
     text.className = 'text';
     appendText(text, m.text || '');
-    div.append(' ', from, m.action ? ' ' : '', text);
+    const body = document.createElement('span');
+    body.className = 'body';
+    body.append(from, ' ', text);
+    div.append(body);
     return div;
   }
 
@@ -266,9 +269,9 @@
     div.className = kind ? `notice ${kind}` : 'notice';
     div.append(timeEl(null));
     const span = document.createElement('span');
-    span.className = 'text';
+    span.className = 'body text';
     span.textContent = text;
-    div.append(' ', span);
+    div.append(span);
     return div;
   }
 
