@@ -118,10 +118,13 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		opts.Since = map[string]uint64{opts.Rooms[0]: id}
 	}
-	if !o.plain && !o.json && !o.raw && isTerminal(stdin) && isTerminal(stdout) {
-		// Branch point: interactive mode (tui.Run) goes here once
-		// internal/tui exists. Until then terminals get line mode too.
-	}
+	// Branch point for the interactive mode, once internal/tui exists:
+	//
+	//	if !o.plain && !o.json && !o.raw && isTerminal(stdin) && isTerminal(stdout) {
+	//		return tui.Run(ctx, o.url, opts, ...)
+	//	}
+	//
+	// Until then a terminal gets line mode too.
 
 	c, err := client.Dial(ctx, o.url, opts)
 	if err != nil {
@@ -240,14 +243,34 @@ func (s *chatSession) run(ctx context.Context, stdin io.Reader) error {
 	}
 }
 
+// answerTimeout is how long flush waits, connected, for the server to
+// answer anything more before it gives up on the rest.
+const answerTimeout = 30 * time.Second
+
+// flush waits until every line is answered. While reconnecting it waits as
+// long as it takes; connected, it gives up when the server answers nothing
+// more for answerTimeout (a server that drops a command's ref would
+// otherwise keep a script waiting forever).
 func (s *chatSession) flush(ctx context.Context) error {
-	if err := s.c.Flush(ctx); err != nil {
-		if ctx.Err() != nil {
+	last := -1
+	for {
+		fctx, cancel := context.WithTimeout(ctx, answerTimeout)
+		err := s.c.Flush(fctx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
 			return errors.New("interrupted while waiting for acknowledgements")
+		case !errors.Is(err, context.DeadlineExceeded):
+			return err
 		}
-		return err
+		st := s.c.Status()
+		if st.State == client.StateConnected && st.Pending == last {
+			return fmt.Errorf("the server answered none of the last %d commands in %v", st.Pending, answerTimeout)
+		}
+		last = st.Pending
 	}
-	return nil
 }
 
 // line handles one line of input; quit is /quit.

@@ -301,3 +301,41 @@ func TestRawBroadcast(t *testing.T) {
 		}
 	}
 }
+
+func TestNoReconnectAfterOwnFault(t *testing.T) {
+	t.Parallel()
+	srv := parleyish(t, func(ctx context.Context, c *websocket.Conn) {
+		c.Close(websocket.StatusMessageTooBig, "")
+	})
+	c, err := client.Dial(ctxT(t), srv.URL, client.Options{Reconnect: true, BackoffMin: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for ev := range c.Events() {
+		if ev.State == client.StateReconnecting {
+			t.Fatalf("reconnecting after a 1009 close, which would send the same frames again: %v", ev.Err)
+		}
+	}
+	if ce := new(client.CloseError); !errors.As(c.Err(), &ce) || ce.Code != 1009 {
+		t.Fatalf("Err = %v", c.Err())
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	// A server that welcomes, then neither sends nor pings.
+	srv := parleyish(t, func(ctx context.Context, c *websocket.Conn) {
+		c.Read(ctx)
+	})
+	c, err := client.Dial(ctxT(t), srv.URL, client.Options{IdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range c.Events() {
+	}
+	if !errors.Is(c.Err(), client.ErrIdle) || !strings.Contains(c.Err().Error(), "no data or ping from the server for 200ms") {
+		t.Fatalf("Err = %v", c.Err())
+	}
+}

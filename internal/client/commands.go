@@ -116,15 +116,12 @@ func (c *Client) History(ctx context.Context, room string, before uint64, limit 
 }
 
 // Flush waits until every command is answered (JSON: every send
-// acknowledged or refused; text: every line written). It returns the
-// client's error if it ends first, and ctx's if ctx does.
+// acknowledged or refused; text: every line written). Once the client has
+// ended it returns why (Err, or ErrClosed after Close): what was still
+// pending then failed. It returns ctx's error if ctx ends first.
 func (c *Client) Flush(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		if len(c.pending) == 0 {
-			c.mu.Unlock()
-			return nil
-		}
 		if c.ended {
 			err := c.endErr
 			c.mu.Unlock()
@@ -132,6 +129,10 @@ func (c *Client) Flush(ctx context.Context) error {
 				err = ErrClosed
 			}
 			return err
+		}
+		if len(c.pending) == 0 {
+			c.mu.Unlock()
+			return nil
 		}
 		ch := c.changed
 		c.mu.Unlock()

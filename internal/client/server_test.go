@@ -325,7 +325,9 @@ func TestReconnectResume(t *testing.T) {
 	t.Parallel()
 	n := parleytest.Start(t, parleytest.WithConfig(fast))
 	ctx := ctxT(t)
-	reader := dial(t, n.URL, client.Options{Nick: "reader", Rooms: []string{"lobby"}, Reconnect: true})
+	// The reader is a guest: it keeps its guest nick across reconnects.
+	reader := dial(t, n.URL, client.Options{Rooms: []string{"lobby"}, Reconnect: true})
+	guest := reader.Status().Nick
 	sender := dial(t, n.URL, client.Options{Nick: "sender", Rooms: []string{"lobby"}, Reconnect: true})
 	rr := record(t, reader)
 	rs := record(t, sender)
@@ -367,6 +369,9 @@ func TestReconnectResume(t *testing.T) {
 	}
 	if reconnects != 2 {
 		t.Errorf("reconnected %d times, want 2", reconnects)
+	}
+	if nick := reader.Status().Nick; nick != guest {
+		t.Errorf("the reader came back as %q, want its guest nick %q", nick, guest)
 	}
 	if d := reader.Status().Duplicates; d != 0 {
 		t.Errorf("the server resent %d messages already delivered", d)
@@ -625,5 +630,45 @@ func (p *proxy) cut() {
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// TestCloseWhileReconnecting: Close ends a client that waits for a server
+// that is gone; what it had not sent fails with ErrClosed.
+func TestCloseWhileReconnecting(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t)
+	c := dial(t, n.URL, client.Options{Rooms: []string{"lobby"}, Reconnect: true})
+	r := record(t, c)
+	n.Stop()
+	r.wait(t, "two reconnect attempts", func(evs []client.Event) bool {
+		k := 0
+		for _, ev := range evs {
+			if ev.State == client.StateReconnecting {
+				k++
+			}
+		}
+		return k >= 2
+	})
+	if st := c.Status().State; st != client.StateReconnecting {
+		t.Fatalf("state = %v", st)
+	}
+	ctx := ctxT(t)
+	if _, err := c.Send(ctx, "lobby", "queued", false); err != nil {
+		t.Fatalf("Send while reconnecting: %v (it should queue)", err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(ctx) }()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Flush = %v, want ErrClosed", err)
+	}
+	evs := r.wait(t, "closed", func(evs []client.Event) bool {
+		return len(evs) > 0 && evs[len(evs)-1].State == client.StateClosed
+	})
+	if last := evs[len(evs)-1]; last.Err != nil || c.Err() != nil {
+		t.Fatalf("closed with %v / %v, want nil after Close", last.Err, c.Err())
 	}
 }
