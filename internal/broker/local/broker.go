@@ -220,7 +220,8 @@ func (b *Broker) Stats() Stats {
 }
 
 // Ready returns nil when the last write worked. After a failed write it
-// tries a small probe write and returns its error, or nil if it works now.
+// probes whether a message of the largest size could be stored now, and
+// returns the reason if not.
 func (b *Broker) Ready(ctx context.Context) error {
 	if b.isClosed() {
 		return broker.ErrClosed
@@ -236,12 +237,23 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return nil
 }
 
+// probe checks that the database could store a message of the largest
+// size now: it writes and removes a row that size in one transaction (a
+// tiny write could still fit into a full database's free space).
 func (b *Broker) probe(ctx context.Context) error {
-	_, err := b.wdb.ExecContext(ctx,
-		`INSERT INTO meta(key, value) VALUES('probe', ?)
-		 ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
-		b.cfg.Now().UTC().Format(time.RFC3339Nano))
-	return err
+	tx, err := b.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx,
+		`INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', zeroblob(?))`, chat.MaxTextBytes); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key = 'probe'`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (b *Broker) setWriteErr(err error) {

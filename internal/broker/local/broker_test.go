@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,6 +21,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Each rapid check opens a real database and fsyncs every append;
+	// rapid's default of 100 checks takes minutes under -race on a busy
+	// machine. 25 unless asked otherwise (-rapid.checks=1000 or
+	// RAPID_CHECKS for a deeper run).
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "rapid.checks" })
+	if _, env := os.LookupEnv("RAPID_CHECKS"); !explicit && !env {
+		flag.Set("rapid.checks", "25")
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -144,8 +144,12 @@ func (b *Broker) writeBatch(batch []*request, now time.Time) ([]outcome, error) 
 
 	w := batchWriter{
 		ctx:       ctx,
-		tx:        tx,
-		stmts:     b.stmts,
+		roomGet:   tx.StmtContext(ctx, b.stmts.roomGet),
+		roomPut:   tx.StmtContext(ctx, b.stmts.roomPut),
+		refGet:    tx.StmtContext(ctx, b.stmts.refGet),
+		refPut:    tx.StmtContext(ctx, b.stmts.refPut),
+		msgGet:    tx.StmtContext(ctx, b.stmts.msgGet),
+		msgInsert: tx.StmtContext(ctx, b.stmts.msgInsert),
 		rooms:     make(map[string]*roomState),
 		nowMS:     now.UnixMilli(),
 		refCutoff: now.Add(-b.cfg.RefAge).UnixMilli(),
@@ -188,9 +192,10 @@ func (b *Broker) writeBatch(batch []*request, now time.Time) ([]outcome, error) 
 
 // batchWriter holds one transaction's state. Owned by the committer.
 type batchWriter struct {
-	ctx       context.Context
-	tx        *sql.Tx
-	stmts     writeStmts
+	ctx context.Context
+	// The prepared statements, bound to tx (closed with it).
+	roomGet, roomPut, refGet, refPut, msgGet, msgInsert *sql.Stmt
+
 	rooms     map[string]*roomState // by folded name
 	nowMS     int64
 	refCutoff int64
@@ -201,7 +206,7 @@ func (w *batchWriter) room(key, name string) (*roomState, error) {
 		return st, nil
 	}
 	st := &roomState{}
-	err := w.tx.StmtContext(w.ctx, w.stmts.roomGet).QueryRowContext(w.ctx, key).Scan(&st.name, &st.lastID, &st.lastTS)
+	err := w.roomGet.QueryRowContext(w.ctx, key).Scan(&st.name, &st.lastID, &st.lastTS)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		st = &roomState{name: name}
@@ -223,7 +228,7 @@ func (w *batchWriter) lookupRef(from string, m chat.Message) (chat.Message, bool
 		kind   uint8
 		sender string
 	)
-	err := w.tx.StmtContext(w.ctx, w.stmts.refGet).QueryRowContext(w.ctx, from, m.Ref, w.refCutoff).Scan(&key, &id, &ts)
+	err := w.refGet.QueryRowContext(w.ctx, from, m.Ref, w.refCutoff).Scan(&key, &id, &ts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return chat.Message{}, false, nil
 	}
@@ -235,7 +240,7 @@ func (w *batchWriter) lookupRef(from string, m chat.Message) (chat.Message, bool
 		return chat.Message{}, false, err
 	}
 	orig = chat.Message{Room: st.name, ID: id, From: m.From, Text: m.Text, Kind: m.Kind, Time: time.UnixMilli(ts).UTC(), Ref: m.Ref}
-	err = w.tx.StmtContext(w.ctx, w.stmts.msgGet).QueryRowContext(w.ctx, key, id).Scan(&sender, &orig.Text, &kind, &ts)
+	err = w.msgGet.QueryRowContext(w.ctx, key, id).Scan(&sender, &orig.Text, &kind, &ts)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// Retention removed the original; answer with its id and what
@@ -256,12 +261,12 @@ func (w *batchWriter) insert(from string, m chat.Message) (chat.Message, error) 
 	}
 	id := st.lastID + 1
 	ts := max(w.nowMS, st.lastTS) // never backwards within a room
-	if _, err := w.tx.StmtContext(w.ctx, w.stmts.msgInsert).ExecContext(w.ctx,
+	if _, err := w.msgInsert.ExecContext(w.ctx,
 		key, id, m.From, m.Text, uint8(m.Kind), ts, m.Ref); err != nil {
 		return chat.Message{}, fmt.Errorf("insert message: %w", err)
 	}
 	if m.Ref != "" {
-		if _, err := w.tx.StmtContext(w.ctx, w.stmts.refPut).ExecContext(w.ctx,
+		if _, err := w.refPut.ExecContext(w.ctx,
 			from, m.Ref, key, id, w.nowMS); err != nil {
 			return chat.Message{}, fmt.Errorf("insert ref: %w", err)
 		}
@@ -275,7 +280,7 @@ func (w *batchWriter) saveRooms() error {
 		if !st.dirty {
 			continue
 		}
-		if _, err := w.tx.StmtContext(w.ctx, w.stmts.roomPut).ExecContext(w.ctx,
+		if _, err := w.roomPut.ExecContext(w.ctx,
 			key, st.name, st.lastID, st.lastTS); err != nil {
 			return fmt.Errorf("update room %q: %w", key, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"parley/internal/broker"
@@ -119,5 +121,47 @@ func TestReadOnlyDatabase(t *testing.T) {
 	p := readAll(t, ro, "lobby")
 	if len(p.Messages) != 1 || p.Messages[0] != first {
 		t.Fatalf("Read from read-only database = %+v, want [%+v]", p.Messages, first)
+	}
+}
+
+// TestDiskFull: the write connection's max_page_count is set to the
+// database's current size, so SQLite's pager answers the next growth with
+// SQLITE_FULL ("database or disk is full"), the error a full disk gives.
+// The batch fails as a whole, uses no id, delivers nothing; once there is
+// room again the broker continues.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rec := &recorder{}
+	b := open(t, Config{Path: dbPath(t)}, rec.deliver)
+	appendT(t, b, "lobby", "alice", "fits", "")
+
+	var pages int
+	if err := b.wdb.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.wdb.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 16<<10) // needs new pages
+	_, err := b.Append(ctx, chat.Message{Room: "lobby", From: "alice", Text: big, Ref: "big"})
+	if !errors.Is(err, broker.ErrNotStored) || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("Append to a full database = %v, want ErrNotStored saying it is full", err)
+	}
+	if err := b.Ready(ctx); err == nil {
+		t.Fatal("Ready = nil on a full database")
+	}
+	if got := rec.get(); len(got) != 1 {
+		t.Fatalf("delivered %d messages, want only the first", len(got))
+	}
+
+	if _, err := b.wdb.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if m := appendT(t, b, "lobby", "alice", big, "big"); m.ID != 2 {
+		t.Fatalf("append after the disk had room again got id %d, want 2", m.ID)
+	}
+	if err := b.Ready(ctx); err != nil {
+		t.Fatalf("Ready after recovery = %v", err)
 	}
 }

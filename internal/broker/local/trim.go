@@ -11,19 +11,20 @@ import (
 // append never waits long behind it.
 const trimChunk = 500
 
-// trimLoop runs retention at start and every TrimInterval until Close.
+// trimLoop runs retention every TrimInterval until Close. (Not at Open:
+// a start should be quick, and a minute's delay costs nothing.)
 func (b *Broker) trimLoop(ctx context.Context) {
 	defer b.stopped.Done()
 	t := time.NewTicker(b.cfg.TrimInterval)
 	defer t.Stop()
 	for {
-		if err := b.trim(ctx); err != nil && ctx.Err() == nil {
-			b.log.Warn("local broker: retention failed", "err", err)
-		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
+		}
+		if err := b.trim(ctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("local broker: retention failed", "err", err)
 		}
 	}
 }
