@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"time"
@@ -98,6 +99,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 {
+		return fmt.Errorf("--rate-limit %v: want a number of messages per second, 0 for no limit", o.rate)
 	}
 	o.cfg.Rate = rate.Limit(o.rate)
 	if o.rate <= 0 {

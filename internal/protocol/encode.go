@@ -224,7 +224,7 @@ func AppendText(b []byte, ev *Event, current string) []byte {
 			b = append(b, ev.From...)
 			b = append(b, ": "...)
 		}
-		return append(b, ev.Text...)
+		return appendLineText(b, ev.Text)
 	case EvWelcome:
 		b = append(b, "* welcome to parley, "...)
 		b = append(b, ev.Nick...)
@@ -288,6 +288,26 @@ func AppendText(b []byte, ev *Event, current string) []byte {
 		return append(append(b, "! error: "...), ev.Message...)
 	case EvHelp:
 		return append(b, HelpText...)
+	}
+	return b
+}
+
+// appendLineText appends a message's text for the text format, where one
+// event is one line: each line after the first is indented, so that a
+// message cannot pass for another event ("alice: hi\n* bob joined"), and
+// control characters (terminal escapes among them) become U+FFFD.
+func appendLineText(b []byte, text string) []byte {
+	for _, r := range text {
+		switch {
+		case r == '\n':
+			b = append(b, "\n    "...)
+		case r == '\t':
+			b = append(b, '\t')
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			b = utf8.AppendRune(b, utf8.RuneError)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
 	}
 	return b
 }

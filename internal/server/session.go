@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
@@ -92,6 +93,18 @@ func (s *session) variant(room string) hub.Variant {
 	return hub.VariantTextOther
 }
 
+// shorten cuts a name from a URL for an error message, on a rune boundary.
+func shorten(name string) string {
+	if len(name) <= 40 {
+		return name
+	}
+	name = name[:40]
+	for !utf8.ValidString(name) {
+		name = name[:len(name)-1]
+	}
+	return name + "..."
+}
+
 func (s *session) setEnd(reason string) {
 	s.mu.Lock()
 	if s.endReason == "" {
@@ -138,7 +151,7 @@ func (s *session) welcome(opts connectOptions) {
 	switch {
 	case opts.nick == "":
 	case chat.ValidName(opts.nick) != nil:
-		nickErr = protocol.Errorf(protocol.CodeBadNick, "nick %q is invalid: it %v; you are %%s", opts.nick, chat.ValidName(opts.nick))
+		nickErr = protocol.Errorf(protocol.CodeBadNick, "nick %q is invalid: it %v; you are %%s", shorten(opts.nick), chat.ValidName(opts.nick))
 	case !s.srv.hub.ClaimNick(opts.nick, "", s):
 		nickErr = protocol.Errorf(protocol.CodeNickTaken, "nick %q is taken; you are %%s", opts.nick)
 	default:
@@ -174,7 +187,7 @@ func (s *session) welcome(opts connectOptions) {
 			c.Since, c.Epoch = opts.since, opts.epoch
 		}
 		if err := chat.ValidName(r); err != nil {
-			s.sendError(protocol.Errorf(protocol.CodeBadRoom, "room name %q is invalid: it %v", r, err))
+			s.sendError(protocol.Errorf(protocol.CodeBadRoom, "room name %q is invalid: it %v", shorten(r), err))
 			continue
 		}
 		if e := s.join(&c); e != nil {
