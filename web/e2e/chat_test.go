@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
 	"golang.org/x/time/rate"
 
 	"parley/internal/parleytest"
@@ -207,6 +208,19 @@ func TestScrollBackThroughHistory(t *testing.T) {
 		}
 	}
 	ann.wait("the beginning marker", `document.querySelector('.history-top').textContent.includes('beginning of #lobby')`)
+
+	// Scrolled up, a new message shows the marker; the marker takes the
+	// reader down to it.
+	eval[bool](ann, `(() => { document.querySelector('.room-log[data-room="lobby"]').scrollTop = 0; return true; })()`)
+	tom := dialWS(t, node.URL, "tom")
+	tom.write("a new one")
+	ann.wait("the new-messages marker", `!document.getElementById('new-marker').hidden && document.querySelector('.new-divider') !== null`)
+	if eval[float64](ann, `document.querySelector('.room-log[data-room="lobby"]').scrollTop`) != 0 {
+		t.Error("a new message moved the view of a reader who scrolled up")
+	}
+	ann.do(chromedp.Click(chromedp.ID("new-marker")))
+	ann.wait("the bottom", `(() => { const l = document.querySelector('.room-log[data-room="lobby"]');
+		return l.scrollHeight - l.scrollTop - l.clientHeight < 40 && document.getElementById('new-marker').hidden; })()`)
 }
 
 // A server restart while two pages are open: both come back by themselves
