@@ -175,6 +175,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	t0 := r.now()
+	cpu0 := selfCPU()
 	sendCtx, cancelSend := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+cfg.ConnectTimeout)
 	defer cancelSend()
 	deadline := time.Now().Add(cfg.Duration)
@@ -186,6 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	pubs.Wait()
 	sendEnd := r.now()
 	r.drain(ctx, progress)
+	clientCPU := selfCPU() - cpu0
 	var after procSample
 	if cfg.ServerPID > 0 {
 		if after, err = readProc(cfg.ServerPID); err != nil {
@@ -196,6 +198,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	shutdown()
 
 	res := r.result(t0, sendEnd, connectTime)
+	res.ClientCPUSeconds = clientCPU.Seconds()
 	if cfg.ServerPID > 0 {
 		res.Server = serverStats(cfg.ServerPID, before, after, res.Delivered)
 	}

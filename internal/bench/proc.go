@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -12,6 +13,15 @@ import (
 type procSample struct {
 	cpu    time.Duration // utime + stime
 	rssKiB int64         // VmRSS
+}
+
+// selfCPU is the CPU time this process (the load generator) used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It

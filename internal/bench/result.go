@@ -48,6 +48,10 @@ type Result struct {
 	// Stalls counts times a publisher gave up waiting for its window.
 	Stalls int64 `json:"stalls"`
 
+	// ClientCPUSeconds is the CPU time the load generator itself used
+	// during the measured interval: it shares the machine with the server.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+
 	Latency Latency  `json:"latency_us"`
 	Connect Connect  `json:"connect"`
 	Server  *Server  `json:"server,omitempty"`
@@ -199,6 +203,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if r.Stalls > 0 {
 			row("window stalls", count(r.Stalls))
 		}
+		row("bench cpu", fmt.Sprintf("%.2f s (the load generator's own)", r.ClientCPUSeconds))
 		row("latency p50", fmt.Sprintf("%.0f µs", r.Latency.P50))
 		row("latency p90", fmt.Sprintf("%.0f µs", r.Latency.P90))
 		row("latency p99", fmt.Sprintf("%.0f µs", r.Latency.P99))
