@@ -37,8 +37,12 @@ type Broker struct {
 	deliver broker.DeliverFunc
 
 	// seen is the highest sequence this node has delivered or had
-	// acknowledged; reads check that they are not older than it.
+	// acknowledged.
 	seen atomic.Uint64
+	// delivered counts messages handed to deliver; lastDelivered is the
+	// last one's sequence.
+	delivered     atomic.Uint64
+	lastDelivered atomic.Uint64
 
 	mu     sync.Mutex // guards the fields below
 	cc     jetstream.ConsumeContext
@@ -255,7 +259,31 @@ func (b *Broker) handle(msg jetstream.Msg) {
 		return
 	}
 	b.bumpSeen(m.ID)
+	b.lastDelivered.Store(m.ID)
+	b.delivered.Add(1)
 	b.deliver(m)
+}
+
+// Stats is a snapshot of the broker's counters, for metrics.
+type Stats struct {
+	// Connected is true while the NATS connection is up.
+	Connected bool
+	// Reconnects counts NATS reconnections since Open.
+	Reconnects uint64
+	// Delivered counts messages passed to Deliver since Open.
+	Delivered uint64
+	// LastDelivered is the stream sequence of the last one.
+	LastDelivered uint64
+}
+
+// Stats returns the broker's counters. It makes no network call.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Connected:     b.nc.Status() == nats.CONNECTED,
+		Reconnects:    b.nc.Stats().Reconnects,
+		Delivered:     b.delivered.Load(),
+		LastDelivered: b.lastDelivered.Load(),
+	}
 }
 
 func (b *Broker) bumpSeen(seq uint64) {

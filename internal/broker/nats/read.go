@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -148,8 +149,16 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 	defer cancel()
 	subj := b.subject(q.Room)
 
-	// The newest id, from the leader: the read must reach it.
+	// The oldest id (any replica) and the newest (from the leader: the
+	// read must reach it), asked side by side.
+	var (
+		first    uint64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	wg.Go(func() { first, firstErr = b.first(ctx, subj) })
 	last, err := b.getLeader(ctx, getRequest{LastFor: subj})
+	wg.Wait()
 	if errors.Is(err, errNotFound) {
 		// No message held: the room is new, or retention removed all of
 		// it. Last is then the stream's last sequence, the newest id the
@@ -164,12 +173,10 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 	if err != nil {
 		return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
 	}
-	page := broker.Page{Last: last.ID}
-	first, err := b.first(ctx, subj)
-	if err != nil {
-		return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
+	if firstErr != nil {
+		return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, firstErr)
 	}
-	page.First = first
+	page := broker.Page{First: first, Last: last.ID}
 	if q.Backward {
 		page.Messages, err = b.readBackward(ctx, subj, q.Before, limit, page)
 	} else {
