@@ -12,8 +12,13 @@ import (
 	"parley/internal/chat"
 )
 
-// Read returns messages of one room (see broker.Query), oldest first, with
-// the oldest and newest id the log still holds (0 and 0 when it holds none).
+// Read returns messages of one room (see broker.Query), oldest first.
+// Page.First is the oldest id the log still holds (0 when it holds none);
+// Page.Last is the room's newest id, also when retention removed every
+// message (so a reader who saw some of them is told of a gap, not of a
+// reset), and 0 only for a room nobody wrote to. While messages are held,
+// Last is the newest of them: retention removes the oldest first.
+//
 // A Limit <= 0 means no limit. Read uses the read pool and never waits for
 // the committer; it sees every message whose Append has returned.
 func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) {
@@ -30,22 +35,21 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 	defer tx.Rollback()
 
 	var (
-		page        broker.Page
-		name        string
-		first, last sql.NullInt64
+		page  broker.Page
+		name  string
+		first sql.NullInt64
 	)
-	err = tx.QueryRowContext(ctx, `SELECT name,
-			(SELECT MIN(id) FROM messages WHERE room = ?1),
-			(SELECT MAX(id) FROM messages WHERE room = ?1)
-		FROM rooms WHERE key = ?1`, key).Scan(&name, &first, &last)
+	err = tx.QueryRowContext(ctx, `SELECT name, last_id,
+			(SELECT MIN(id) FROM messages WHERE room = ?1)
+		FROM rooms WHERE key = ?1`, key).Scan(&name, &page.Last, &first)
 	if errors.Is(err, sql.ErrNoRows) {
 		return broker.Page{}, nil // a room nobody wrote to
 	}
 	if err != nil {
 		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
 	}
-	page.First, page.Last = uint64(first.Int64), uint64(last.Int64)
-	if page.Last == 0 {
+	page.First = uint64(first.Int64)
+	if page.First == 0 {
 		return page, nil
 	}
 
