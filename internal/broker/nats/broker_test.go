@@ -448,3 +448,39 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("read after failover: %v, acked %v", ids(p.Messages), acked)
 	}
 }
+
+// TestWait opens a broker before its NATS server is up: with Wait it keeps
+// trying and opens once the server starts; without, it fails at once.
+func TestWait(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	srv.Stop()
+	if _, err := Open(ctxT(t, 5*time.Second), Config{URL: srv.URL(), Node: "nowait"}, nil); err == nil {
+		t.Fatal("Open without Wait succeeded with NATS down")
+	}
+	type result struct {
+		b   *Broker
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := Open(ctxT(t, 20*time.Second), Config{URL: srv.URL(), Node: "waiter", Wait: true}, nil)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("Open with Wait returned while NATS was down: %v", r.err)
+	case <-time.After(300 * time.Millisecond):
+		// Still waiting, as it should: this bounds the check, it does not
+		// let anything settle.
+	}
+	srv.Restart()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Open with Wait: %v", r.err)
+	}
+	defer r.b.Close()
+	if err := r.b.Ready(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+}
