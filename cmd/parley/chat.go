@@ -247,6 +247,22 @@ func (s *chatSession) run(ctx context.Context, stdin io.Reader) error {
 // answer anything more before it gives up on the rest.
 const answerTimeout = 30 * time.Second
 
+// sync waits, after the last answer, for what the server queued before it
+// (a join's history, our own echoes), so the output is complete. A server
+// that does not answer in time only costs that completeness.
+func (s *chatSession) sync(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	err := s.c.Sync(sctx)
+	switch {
+	case ctx.Err() != nil:
+		return errors.New("interrupted while waiting for acknowledgements")
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil
+	}
+	return err
+}
+
 // flush waits until every line is answered. While reconnecting it waits as
 // long as it takes; connected, it gives up when the server answers nothing
 // more for answerTimeout (a server that drops a command's ref would
@@ -259,7 +275,7 @@ func (s *chatSession) flush(ctx context.Context) error {
 		cancel()
 		switch {
 		case err == nil:
-			return nil
+			return s.sync(ctx)
 		case ctx.Err() != nil:
 			return errors.New("interrupted while waiting for acknowledgements")
 		case !errors.Is(err, context.DeadlineExceeded):
@@ -392,8 +408,11 @@ func (s *chatSession) printEvent(w *bufio.Writer, ev client.Event) {
 	switch {
 	case ev.Type == client.EvState:
 		s.printState(ev)
-	case s.mode == modeRaw || s.mode == modeText || ev.Type == client.EvLine:
+	case s.mode == modeRaw:
 		w.Write(ev.Raw)
+		w.WriteByte('\n')
+	case s.mode == modeText || ev.Type == client.EvLine:
+		w.WriteString(clean(ev.Text))
 		w.WriteByte('\n')
 	case s.mode == modeJSON:
 		w.Write(ev.Raw)

@@ -263,12 +263,39 @@ func TestChatEchoHi(t *testing.T) {
 	t.Parallel()
 	n := parleytest.Start(t)
 	w := watch(t, n.URL, "lobby")
-	_, stderr, code := runChatProc(t, chatEnv(), "hi\n", "--nick", "alice", n.URL)
+	stdout, stderr, code := runChatProc(t, chatEnv(), "hi\n", "--nick", "alice", n.URL)
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	if got := w.wait(t, 1); got[0] != "alice: hi" {
 		t.Fatalf("watcher got %q", got)
+	}
+	// The output is complete at exit: the echo of our own line is in it.
+	if !regexp.MustCompile(`(?m)^\[\d\d:\d\d:\d\d\] #lobby alice: hi$`).MatchString(stdout) {
+		t.Fatalf("stdout has no echo of hi:\n%s", stdout)
+	}
+}
+
+// TestChatSince: --since replays the first room after that id, and the
+// replay is on stdout by the time the process exits.
+func TestChatSince(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t)
+	if _, stderr, code := runChatProc(t, chatEnv(), "m1\nm2\nm3\nm4\n", "--nick", "alice", "--room", "dev", n.URL); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code := runChatProc(t, chatEnv(), "", "--room", "dev", "--since", "2", n.URL)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var msgs []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if m := regexp.MustCompile(`^\[\d\d:\d\d:\d\d\] #dev alice: (m\d)$`).FindStringSubmatch(l); m != nil {
+			msgs = append(msgs, m[1])
+		}
+	}
+	if strings.Join(msgs, ",") != "m3,m4" {
+		t.Fatalf("--since 2 showed %q; stdout:\n%s", msgs, stdout)
 	}
 }
 

@@ -19,7 +19,10 @@ type request struct {
 	frame []byte
 	// ackless: the text format, answered when written.
 	ackless bool
-	tries   int // rate_limited resends
+	// internal: the client's own (Sync's barrier); its answer is not
+	// delivered on Events.
+	internal bool
+	tries    int // rate_limited resends
 
 	done     chan struct{} // closed when answered
 	answered bool          // guarded by Client.mu
@@ -144,7 +147,33 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 }
 
-func (c *Client) post(ctx context.Context, cmd protocol.Command) (*request, error) {
+// Sync waits until the server has answered everything sent so far and
+// every event it queued before those answers has been delivered on Events:
+// Flush, then one round trip (a rooms command whose answer is not
+// delivered). The server handles a connection's commands in order, so the
+// history that follows a join, and the echo of our own sends, come before
+// the barrier's answer. A script calls it before Close so that its output
+// is complete. Text format: as Flush.
+func (c *Client) Sync(ctx context.Context) error {
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	if c.opts.Text {
+		return nil
+	}
+	r, err := c.post(ctx, protocol.Command{Type: protocol.CmdRooms}, true)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) post(ctx context.Context, cmd protocol.Command, internal ...bool) (*request, error) {
 	if err := checkCommand(&cmd); err != nil {
 		return nil, err
 	}
@@ -176,7 +205,11 @@ func (c *Client) post(ctx context.Context, cmd protocol.Command) (*request, erro
 	if c.opts.Text {
 		return c.postTextLocked(cmd)
 	}
-	return c.postLocked(cmd)
+	r, err := c.postLocked(cmd)
+	if err == nil && len(internal) > 0 && internal[0] {
+		r.internal = true
+	}
+	return r, err
 }
 
 func (c *Client) inFlightLocked() int {

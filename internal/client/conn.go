@@ -68,7 +68,8 @@ func (cn *conn) touch() {
 }
 
 func newLimiter(l protocol.Limits) *rate.Limiter {
-	if l.Rate <= 0 {
+	// A server without a limit may say so with 0 or with a huge rate.
+	if l.Rate <= 0 || l.Rate > 1e9 {
 		return nil
 	}
 	// The server limits every frame, commands included. Half its burst:
@@ -317,6 +318,7 @@ func (c *Client) applyLocked(cn *conn, ev *protocol.Event) bool {
 			c.nick = r.cmd.Nick
 		}
 		c.resolveLocked(r, *ev, nil)
+		return !r.internal
 	case protocol.EvError:
 		r := c.byRef[ev.Ref]
 		if ev.Ref == "" || r == nil {
@@ -333,6 +335,7 @@ func (c *Client) applyLocked(cn *conn, ev *protocol.Event) bool {
 			c.removeRoomLocked(r.cmd.Room)
 		}
 		c.resolveLocked(r, *ev, serverError(ev))
+		return !r.internal
 	case protocol.EvMessage:
 		if rs, ok := c.roomLocked(ev.Room); ok && ev.ID != 0 {
 			if ev.ID <= rs.lastID {

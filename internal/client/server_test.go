@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"parley/internal/broker"
 	"parley/internal/client"
 	"parley/internal/parleytest"
@@ -202,6 +204,9 @@ func TestCommands(t *testing.T) {
 	ctx := ctxT(t)
 	alice := dial(t, n.URL, client.Options{Nick: "alice", Rooms: []string{"lobby"}})
 	record(t, alice)
+	if err := alice.Flush(ctx); err != nil { // her join is acked
+		t.Fatal(err)
+	}
 	bob := dial(t, n.URL, client.Options{Nick: "bob"})
 	record(t, bob)
 	if err := bob.Join(ctx, "lobby", nil); err != nil {
@@ -670,5 +675,78 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	})
 	if last := evs[len(evs)-1]; last.Err != nil || c.Err() != nil {
 		t.Fatalf("closed with %v / %v, want nil after Close", last.Err, c.Err())
+	}
+}
+
+// BenchmarkSend measures sends acknowledged per second on one connection
+// to a local node without a rate limit: pipelined (the default window) and
+// one at a time (what parley chat does, for strict order).
+func BenchmarkSend(b *testing.B) {
+	for _, inFlight := range []int{1, 256} {
+		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
+			n := parleytest.Start(b, parleytest.WithConfig(func(c *server.Config) {
+				c.Rate = rate.Inf
+			}))
+			ctx := context.Background()
+			c, err := client.Dial(ctx, n.URL, client.Options{Rooms: []string{"lobby"}, MaxInFlight: inFlight, EventBuffer: 1 << 16})
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for range c.Events() {
+				}
+			}()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.Send(ctx, "lobby", "benchmark message", false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := c.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "acked/s")
+			c.Close()
+			<-done
+		})
+	}
+}
+
+// TestSyncResume: Dial with Since replays only later messages, and Sync
+// returns once they are on Events; its barrier is not delivered.
+func TestSyncResume(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t, parleytest.WithConfig(fast))
+	ctx := ctxT(t)
+	alice := dial(t, n.URL, client.Options{Nick: "alice", Rooms: []string{"lobby"}})
+	record(t, alice)
+	sendAll(t, alice, "lobby", numbered("s", 1, 5))
+	if err := alice.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob := dial(t, n.URL, client.Options{Nick: "bob", Rooms: []string{"LOBBY"}, Since: map[string]uint64{"lobby": 3}})
+	if err := bob.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var evs []client.Event
+	for len(bob.Events()) > 0 {
+		evs = append(evs, <-bob.Events())
+	}
+	if got := texts(evs, "lobby"); strings.Join(got, ",") != "s004,s005" {
+		t.Fatalf("after Sync, Events holds %q; events:\n%s", got, dump(evs))
+	}
+	for _, ev := range evs {
+		if ev.Type == protocol.EvRooms {
+			t.Errorf("the barrier's answer was delivered: %s", ev.Raw)
+		}
+		if ev.Type == protocol.EvMessage && !ev.History {
+			t.Errorf("replayed message without history: %s", ev.Raw)
+		}
+	}
+	bob.Close()
+	for range bob.Events() {
 	}
 }
