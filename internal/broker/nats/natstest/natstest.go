@@ -38,7 +38,7 @@ func Start(t testing.TB) *Server {
 }
 
 // StartCluster runs n JetStream servers routed to each other as one
-// cluster and waits until JetStream has a meta leader.
+// cluster and waits until JetStream has a meta leader that sees them all.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
 	clusterPorts := make([]int, n)
@@ -65,19 +65,22 @@ func StartCluster(t testing.TB, n int) []*Server {
 		t.Cleanup(s.Stop)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !hasMetaLeader(servers) {
+	for !clusterReady(servers) {
 		if time.Now().After(deadline) {
-			t.Fatal("natstest: no JetStream meta leader after 20s")
+			t.Fatal("natstest: JetStream cluster not formed after 20s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return servers
 }
 
-func hasMetaLeader(servers []*Server) bool {
+// clusterReady reports whether JetStream has a meta leader that sees every
+// server online: before that, placing a stream with replicas = n fails
+// with "no suitable peers".
+func clusterReady(servers []*Server) bool {
 	for _, s := range servers {
 		if srv := s.server(); srv != nil && srv.JetStreamIsLeader() {
-			return true
+			return len(srv.JetStreamClusterPeers()) == len(servers)
 		}
 	}
 	return false
