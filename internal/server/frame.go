@@ -133,13 +133,19 @@ type frameReader struct {
 	buf []byte // the message being assembled; reused
 	hdr [ws.MaxHeaderSize]byte
 
-	// onControl is called for each ping and pong. A close frame ends
-	// reading with errPeerClosed (after validating it).
+	// onPing is called with each ping's payload. A close frame ends
+	// reading with a *peerClosed (after validating it).
 	onPing func(payload []byte)
+	// onFrame, if set, is called as each frame arrives, control frames
+	// (pongs) included: the peer is alive. The session pushes its read
+	// deadline (Config.PongTimeout) back from it; without it a client that
+	// only answers pings is dropped after PongTimeout, because pings and
+	// pongs never end a call to next.
+	onFrame func()
 }
 
-// errPeerClosed is returned when the client sent a valid close frame; the
-// closeCode is what to echo.
+// peerClosed is returned when the client sent a valid close frame; its
+// code is what to echo.
 type peerClosed struct{ code int }
 
 func (e *peerClosed) Error() string { return fmt.Sprintf("peer closed with %d", e.code) }
@@ -157,6 +163,9 @@ func (fr *frameReader) next() (message, error) {
 				return message{}, failf(closeProtocolError, "bad frame length")
 			}
 			return message{}, err
+		}
+		if fr.onFrame != nil {
+			fr.onFrame()
 		}
 		if h.Rsv != 0 {
 			return message{}, failf(closeProtocolError, "reserved bits set")
