@@ -18,6 +18,7 @@
   const BACKOFF_MAX_MS = 15000;   // cap of the retry delay
   const STABLE_MS = 10000;        // a connection up this long resets the backoff
   const RETRY_SEND_MS = 1500;     // resend after rate_limited / not_stored
+  const HANDSHAKE_MS = 10000;     // give up on a connection not welcomed by then
   const DEFAULT_MAX_BYTES = 8192; // frame limit until welcome says otherwise
   const LS_NICK = 'parley.nick';
   const LS_ROOMS = 'parley.rooms';
@@ -62,6 +63,7 @@
     connectedAt: 0,
     retryTimer: 0,
     retryAt: 0,
+    handshakeTimer: 0,
     countdown: 0,
     refTag: randomTag(),
     refSeq: 0,
@@ -104,6 +106,7 @@
       more: true,         // older messages may exist
       loading: false,
       joined: false,      // joined on the current connection
+      synced: false,      // joined once: a later join is a resume
       rejoin: false,      // the current join resumes an earlier one
       unread: 0,
       firstUnread: null,  // element of the first unread message
@@ -491,6 +494,12 @@
       return;
     }
     state.ws = ws;
+    // A handshake that hangs (a half-open network) is given up on, so the
+    // backoff goes on.
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = setTimeout(() => {
+      if (ws === state.ws && !state.online) ws.close();
+    }, HANDSHAKE_MS);
     ws.onmessage = (e) => {
       if (ws !== state.ws) return;
       let ev;
@@ -504,6 +513,7 @@
   }
 
   function onClosed(code, reason) {
+    clearTimeout(state.handshakeTimer);
     state.ws = null;
     state.online = false;
     state.requests.clear();
@@ -573,6 +583,7 @@
   }
 
   function onWelcome(ev) {
+    clearTimeout(state.handshakeTimer);
     state.online = true;
     state.connectedAt = Date.now();
     clearInterval(state.countdown);
@@ -590,14 +601,15 @@
 
   function joinOnServer(r) {
     const cmd = { type: 'join', room: r.name };
-    r.rejoin = r.lastId > 0;
-    if (r.rejoin) {
+    r.rejoin = r.synced;
+    if (r.lastId > 0) {
       cmd.since = r.lastId;
       if (r.epoch) cmd.epoch = r.epoch;
     }
     const epoch = state.epoch;
     request(cmd, () => {
       r.joined = true;
+      r.synced = true;
       if (!r.epoch || !cmd.since) r.epoch = epoch;
       request({ type: 'who', room: r.name });
     }, (e) => {
@@ -918,6 +930,7 @@
   function openNickDialog(first) {
     dialogReturn = document.activeElement;
     ui.nickDialog.hidden = false;
+    ui.app.inert = true; // keyboard focus stays in the dialog
     ui.nickCancel.hidden = first;
     ui.nickError.textContent = '';
     ui.nickInput.value = first ? '' : (state.serverNick || state.nick);
@@ -927,7 +940,9 @@
 
   function closeNickDialog() {
     ui.nickDialog.hidden = true;
-    (dialogReturn && dialogReturn.isConnected ? dialogReturn : ui.input).focus();
+    ui.app.inert = false;
+    const back = dialogReturn && dialogReturn !== document.body && dialogReturn.isConnected;
+    (back ? dialogReturn : ui.input).focus();
   }
 
   ui.nickForm.addEventListener('submit', (e) => {
