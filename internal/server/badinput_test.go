@@ -818,3 +818,52 @@ func TestShutdownGoingAway(t *testing.T) {
 		t.Fatalf("a client connected after shutdown")
 	}
 }
+
+// Frames that fail to decode, and binary frames, count against the rate
+// limit like any other frame (Config: "Rate and Burst limit the frames a
+// connection may send"): a client that floods them is closed with 1008,
+// as one that floods valid sends is, instead of making the server decode
+// and answer every one at line rate.
+func TestBadFrameFloodCloses(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t, parleytest.WithConfig(floodConfig))
+	by := newBystanders(t, n)
+	cases := []struct {
+		name string
+		op   byte
+		data string
+	}{
+		{"malformed JSON", opText, `{"type":"send",`},
+		{"unknown type", opText, `{"type":"shout"}`},
+		{"binary", opBinary, "\x00\x01"},
+	}
+	for i, tc := range cases {
+		c := jsonRaw(t, n, fmt.Sprintf("badflood%d", i))
+		// Far past any burst (the commands' is 100) plus MaxRejections,
+		// in one write.
+		var frames []byte
+		for range 300 {
+			frames = appendRawFrame(frames, true, 0, tc.op, c.nextMask(), []byte(tc.data))
+		}
+		if err := c.writeRaw(frames); err != nil {
+			t.Fatal(err)
+		}
+		answers := 0
+		for {
+			f, err := c.readFrame(5 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: 300 frames at once got %d answers and no close (%v); want a close with 1008", tc.name, answers, err)
+			}
+			if f.op == opClose {
+				if f.closeCode() != 1008 {
+					t.Fatalf("%s: close %d, want 1008", tc.name, f.closeCode())
+				}
+				break
+			}
+			answers++
+		}
+		c.expectEOF(5 * time.Second)
+		by.check(nil)
+	}
+	waitMetric(t, n, "parley_rejected_inputs_total", "flooding", float64(len(cases)))
+}
