@@ -295,7 +295,7 @@ type Status struct {
 	Nick    string // our nick, as the server knows it
 	Epoch   string // the log's epoch (JSON)
 	Limits  protocol.Limits
-	Rooms   []RoomStatus // joined rooms (JSON), in join order
+	Rooms   []RoomStatus // joined rooms (JSON), in join order, joins not yet acked included
 	Room    string       // Text: the current room for our lines
 	Pending int          // unanswered commands
 	// Duplicates counts messages dropped because their id was not above
@@ -468,7 +468,9 @@ func (c *Client) installLocked(cn *conn, welcome welcomeEvent, resume bool) {
 			cn.queue = append(cn.queue, r)
 			continue
 		}
-		c.postLocked(cmd)
+		if r, err := c.postLocked(cmd); err == nil {
+			r.internal = true // the UI asked for none of these acks
+		}
 	}
 	for _, r := range old {
 		switch r.cmd.Type {

@@ -339,3 +339,41 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("Err = %v", c.Err())
 	}
 }
+
+// TestWSS: wss:// with the caller's HTTP client (its TLS roots), and the
+// caller's handshake headers.
+func TestWSS(t *testing.T) {
+	t.Parallel()
+	gotHeader := make(chan string, 1)
+	var wg sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotHeader <- r.Header.Get("X-Token")
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer c.CloseNow()
+		c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"welcome","nick":"alice","epoch":"e"}`))
+		c.Read(r.Context())
+	}))
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		wg.Wait()
+	})
+	u := "wss://" + srv.Listener.Addr().String() + "/ws"
+	c, err := client.Dial(ctxT(t), u, client.Options{Nick: "alice", HTTPClient: srv.Client(), HTTPHeader: http.Header{"X-Token": {"t1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if h := <-gotHeader; h != "t1" {
+		t.Fatalf("header = %q", h)
+	}
+	if st := c.Status(); st.Nick != "alice" || st.State != client.StateConnected || st.URL != u {
+		t.Fatalf("status = %+v", st)
+	}
+}

@@ -19,8 +19,8 @@ type request struct {
 	frame []byte
 	// ackless: the text format, answered when written.
 	ackless bool
-	// internal: the client's own (Sync's barrier); its answer is not
-	// delivered on Events.
+	// internal: the client's own (Sync's barrier, rejoins after a
+	// reconnect); its answer is not delivered on Events, an error is.
 	internal bool
 	tries    int // rate_limited resends
 

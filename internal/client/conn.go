@@ -335,7 +335,6 @@ func (c *Client) applyLocked(cn *conn, ev *protocol.Event) bool {
 			c.removeRoomLocked(r.cmd.Room)
 		}
 		c.resolveLocked(r, *ev, serverError(ev))
-		return !r.internal
 	case protocol.EvMessage:
 		if rs, ok := c.roomLocked(ev.Room); ok && ev.ID != 0 {
 			if ev.ID <= rs.lastID {
