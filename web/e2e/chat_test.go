@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -285,5 +288,38 @@ func TestPagesResumeAfterRestart(t *testing.T) {
 	}
 	if !strings.Contains(eval[string](ann, `document.getElementById('conn-text').textContent`), "connected") {
 		t.Error("the page does not say it is connected")
+	}
+}
+
+// When the log is replaced while a page is away (a new epoch), the page is
+// told (reset) and starts the room over instead of mixing ids of two logs.
+func TestPageStartsOverAfterEpochReset(t *testing.T) {
+	t.Parallel()
+	node := parleytest.Start(t)
+	b := startBrowser(t)
+	ann := newTab(t, b, "ann")
+	ann.open(node.HTTP+"/", "ann")
+	ann.waitOnline()
+	for i := range 3 {
+		ann.typeLine(fmt.Sprintf("old %d", i))
+	}
+	ann.wait("the old messages", `document.querySelectorAll('.msg[data-id]').length === 3`)
+
+	node.Stop()
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		if err := os.Remove(node.DB + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	node.Restart() // a new, empty log: a new epoch
+	tom := dialWS(t, node.URL, "tom")
+	tom.write("new 0")
+
+	ann.waitOnline()
+	ann.wait("the reset notice", logHas("history of #lobby was reset"))
+	ann.wait("the new message", `Array.from(document.querySelectorAll('.msg[data-id] .text'), (e) => e.textContent).includes('new 0')`)
+	got := ann.messages("lobby")
+	if len(got) != 1 || got[0].line() != "tom: new 0" {
+		t.Errorf("after the reset the page shows %v, want only tom's new message", got)
 	}
 }
