@@ -867,3 +867,87 @@ func TestBadFrameFloodCloses(t *testing.T) {
 	}
 	waitMetric(t, n, "parley_rejected_inputs_total", "flooding", float64(len(cases)))
 }
+
+// Bad handshakes get an HTTP error and hold no connection slot; unknown
+// subprotocols fall back to the text format.
+func TestBadHandshakes(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t, parleytest.WithConfig(func(c *server.Config) { c.MaxConnections = 3 }))
+	upgrade := func(method, target string, headers ...string) *http.Response {
+		t.Helper()
+		c := rawTCP(t, n.Addr)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, n.Addr)
+		for _, h := range headers {
+			b.WriteString(h + "\r\n")
+		}
+		b.WriteString("Content-Length: 0\r\n\r\n")
+		if err := c.writeRaw([]byte(b.String())); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, target, err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	std := []string{"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " + wsKey, "Sec-WebSocket-Version: 13"}
+	without := func(prefix string) []string {
+		var hs []string
+		for _, h := range std {
+			if !strings.HasPrefix(h, prefix) {
+				hs = append(hs, h)
+			}
+		}
+		return hs
+	}
+	cases := []struct {
+		name    string
+		method  string
+		target  string
+		headers []string
+		want    int
+	}{
+		{"version 8", "GET", "/", append(without("Sec-WebSocket-Version"), "Sec-WebSocket-Version: 8"), http.StatusUpgradeRequired},
+		{"no version", "GET", "/", without("Sec-WebSocket-Version"), http.StatusBadRequest},
+		{"no key", "GET", "/", without("Sec-WebSocket-Key"), http.StatusBadRequest},
+		{"short key", "GET", "/", append(without("Sec-WebSocket-Key"), "Sec-WebSocket-Key: c2hvcnQ="), http.StatusBadRequest},
+		{"POST", "POST", "/", std, http.StatusMethodNotAllowed},
+		{"since not a number", "GET", "/?since=abc&room=lobby", std, http.StatusBadRequest},
+		{"since negative", "GET", "/?since=-1&room=lobby", std, http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		resp := upgrade(tc.method, tc.target, tc.headers...)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %s, want %d", tc.name, resp.Status, tc.want)
+		}
+		if tc.want == http.StatusUpgradeRequired && resp.Header.Get("Sec-WebSocket-Version") != "13" {
+			t.Errorf("%s: 426 without Sec-WebSocket-Version: 13 (%v)", tc.name, resp.Header)
+		}
+	}
+	waitMetric(t, n, "parley_rejected_inputs_total", "bad_command", 2) // the two bad since
+
+	// None of them holds a slot: three clients still get in, the fourth
+	// does not.
+	plain := rawTCP(t, n.Addr)
+	resp, err := plain.handshake("/?nick=plain", "chat.v9")
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Protocol") != "" {
+		t.Fatalf("offered chat.v9: %v %v, want 101 with no subprotocol", resp.Header, err)
+	}
+	if got := plain.nextText(); !strings.HasPrefix(got, "* welcome to parley, plain") {
+		t.Fatalf("unknown subprotocol: %q, want the text welcome", got)
+	}
+	c := rawTCP(t, n.Addr)
+	resp, err = c.handshake("/?nick=both", "chat.v9, "+protocol.Subprotocol)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Protocol") != protocol.Subprotocol {
+		t.Fatalf("offered chat.v9 and parley.v1: %v %v, want 101 with parley.v1", resp.Header, err)
+	}
+	third := dial(t, n.URL+"?nick=third", true)
+	third.event(protocol.EvWelcome)
+	resp = upgrade("GET", "/", std...)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("fourth: %s, want 503", resp.Status)
+	}
+}
