@@ -23,7 +23,7 @@ import (
 type chatOptions struct {
 	url       string
 	nick      string
-	rooms     listFlag
+	rooms     roomsFlag
 	format    string
 	since     string
 	plain     bool
@@ -70,6 +70,27 @@ func chatFlags(stderr io.Writer) (*flag.FlagSet, *chatOptions) {
 	return fs, o
 }
 
+// roomsFlag is --room: it may repeat or take a comma-separated list. A
+// command-line --room replaces rooms that came from PARLEY_ROOM.
+type roomsFlag struct {
+	names   []string
+	fromEnv bool
+}
+
+func (f *roomsFlag) String() string { return strings.Join(f.names, ",") }
+
+func (f *roomsFlag) Set(v string) error {
+	if f.fromEnv {
+		f.names, f.fromEnv = nil, false
+	}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(p), "#")); p != "" {
+			f.names = append(f.names, p)
+		}
+	}
+	return nil
+}
+
 // runChat is parley chat: scriptable line mode, --json and --raw.
 func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	for _, a := range args {
@@ -80,7 +101,13 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	}
 	fs, o := chatFlags(stderr)
-	if err := parseFlags(fs, args, os.Getenv); err != nil {
+	// The environment first, alone, so that --room on the command line
+	// replaces PARLEY_ROOM rather than adding to it: flags win.
+	if err := parseFlags(fs, nil, os.Getenv); err != nil {
+		return err
+	}
+	o.rooms.fromEnv = len(o.rooms.names) > 0
+	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	if rest := fs.Args(); len(rest) > 0 {
@@ -93,7 +120,7 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return fmt.Errorf("too many arguments: %q (want at most one URL)", fs.Args())
 		}
 	}
-	opts := client.Options{Nick: o.nick, Rooms: o.rooms, Reconnect: o.reconnect, MaxInFlight: 1}
+	opts := client.Options{Nick: o.nick, Rooms: o.rooms.names, Reconnect: o.reconnect, MaxInFlight: 1}
 	switch {
 	case o.raw:
 		opts.Raw = true

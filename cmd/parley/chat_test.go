@@ -194,7 +194,8 @@ func fastConfig(c *server.Config) {
 	c.Burst = 200
 }
 
-// watch joins room with an in-process client and collects its messages.
+// watch joins room with an in-process client (nick "watcher", or
+// "watcher-ROOM" for rooms other than lobby) and collects its messages.
 type watcher struct {
 	mu     sync.Mutex
 	texts  []string // "from: text"
@@ -206,7 +207,11 @@ func watch(t *testing.T, url, room string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, url, client.Options{Nick: "watcher", Rooms: []string{room}})
+	nick := "watcher"
+	if room != "lobby" {
+		nick += "-" + room
+	}
+	c, err := client.Dial(ctx, url, client.Options{Nick: nick, Rooms: []string{room}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,6 +588,17 @@ func TestChatFlagsAndEnv(t *testing.T) {
 	}
 	if got := w.wait(t, 2); got[0] != "fromflag: one" || got[1] != "fromenv: two" {
 		t.Fatalf("got %q", got)
+	}
+	// --room replaces PARLEY_ROOM; PARLEY_ROOM alone is used.
+	dev := watch(t, n.URL, "dev")
+	if _, stderr, code := runChatProc(t, chatEnv("PARLEY_ROOM=nowhere", "PARLEY_URL="+n.URL), "three\n", "--nick", "r1", "--room", "#dev"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := runChatProc(t, chatEnv("PARLEY_ROOM=dev", "PARLEY_URL="+n.URL), "four\n", "--nick", "r2"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := dev.wait(t, 2); got[0] != "r1: three" || got[1] != "r2: four" {
+		t.Fatalf("#dev got %q", got)
 	}
 
 	stdout, _, code := runChatProc(t, chatEnv(), "", "--help")
