@@ -105,6 +105,7 @@ type Broker struct {
 	rdb      *sql.DB // read pool; == wdb for an in-memory database
 	epoch    string
 	stmts    writeStmts
+	reads    readStmts
 	quit     chan struct{} // closed by Close: the committer drains and stops
 	stopTrim context.CancelFunc
 	wake     chan struct{} // cap 1: work was queued for the committer
@@ -189,12 +190,15 @@ func (b *Broker) open(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := b.reads.prepare(ctx, b.rdb); err != nil {
+		return err
+	}
 	return b.stmts.prepare(ctx, b.wdb)
 }
 
 func (b *Broker) closeDBs() error {
 	var errs []error
-	errs = append(errs, b.stmts.close())
+	errs = append(errs, b.stmts.close(), b.reads.close())
 	if b.rdb != nil && b.rdb != b.wdb {
 		errs = append(errs, b.rdb.Close())
 	}

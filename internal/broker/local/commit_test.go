@@ -2,12 +2,14 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"parley/internal/broker"
 	"parley/internal/chat"
 )
 
@@ -224,4 +226,63 @@ func TestRefOfTrimmedMessage(t *testing.T) {
 	if m := appendT(t, b, "lobby", "alice", "hi", "c1"); m != first {
 		t.Fatalf("retry of a trimmed message = %+v, want %+v", m, first)
 	}
+}
+
+// TestCloseWhileAppending: appends racing with Close either are stored
+// (acknowledged, delivered, and there after a reopen) or fail with
+// ErrClosed; none hangs and none is lost.
+func TestCloseWhileAppending(t *testing.T) {
+	t.Parallel()
+	path := dbPath(t)
+	rec := &recorder{}
+	b, err := Open(context.Background(), Config{Path: path}, rec.deliver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders = 32
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		acked   []chat.Message
+		started = make(chan struct{}, senders)
+	)
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ { // bounded; Close ends it much sooner
+				m, err := b.Append(context.Background(), chat.Message{Room: "lobby", From: fmt.Sprint("u", s), Text: "x"})
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					if !errors.Is(err, broker.ErrClosed) || !errors.Is(err, broker.ErrNotStored) {
+						t.Errorf("Append during Close = %v, want ErrClosed", err)
+					}
+					return
+				}
+				mu.Lock()
+				acked = append(acked, m)
+				mu.Unlock()
+			}
+		}()
+	}
+	for s := 0; s < senders; s++ {
+		<-started
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	sort.Slice(acked, func(i, j int) bool { return acked[i].ID < acked[j].ID })
+	if got := rec.get(); fmt.Sprint(got) != fmt.Sprint(acked) {
+		t.Fatalf("delivered %d messages, acknowledged %d", len(got), len(acked))
+	}
+	b = open(t, Config{Path: path}, nil)
+	p := readAll(t, b, "lobby")
+	if fmt.Sprint(p.Messages) != fmt.Sprint(acked) {
+		t.Fatalf("after reopen the log holds %d messages, %d were acknowledged", len(p.Messages), len(acked))
+	}
+	t.Logf("%d appends acknowledged before Close", len(acked))
 }

@@ -39,9 +39,7 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 		name  string
 		first sql.NullInt64
 	)
-	err = tx.QueryRowContext(ctx, `SELECT name, last_id,
-			(SELECT MIN(id) FROM messages WHERE room = ?1)
-		FROM rooms WHERE key = ?1`, key).Scan(&name, &page.Last, &first)
+	err = tx.StmtContext(ctx, b.reads.info).QueryRowContext(ctx, key).Scan(&name, &page.Last, &first)
 	if errors.Is(err, sql.ErrNoRows) {
 		return broker.Page{}, nil // a room nobody wrote to
 	}
@@ -63,15 +61,13 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 		if q.Before > 0 && q.Before < math.MaxInt64 {
 			before = int64(q.Before)
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT id, sender, text, kind, ts, ref FROM messages
-			WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`, key, before, limit)
+		rows, err = tx.StmtContext(ctx, b.reads.backward).QueryContext(ctx, key, before, limit)
 	} else {
 		after := int64(q.After)
 		if q.After >= math.MaxInt64 {
 			return page, nil
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT id, sender, text, kind, ts, ref FROM messages
-			WHERE room = ? AND id > ? ORDER BY id LIMIT ?`, key, after, limit)
+		rows, err = tx.StmtContext(ctx, b.reads.forward).QueryContext(ctx, key, after, limit)
 	}
 	if err != nil {
 		return broker.Page{}, fmt.Errorf("local broker: read %q: %w", q.Room, err)
@@ -138,4 +134,41 @@ func (b *Broker) Rooms(ctx context.Context) ([]broker.RoomInfo, error) {
 		return nil, fmt.Errorf("local broker: rooms: %w", err)
 	}
 	return out, nil
+}
+
+// readStmts are Read's statements, prepared once on the read pool:
+// parsing SQL was a quarter of a history read.
+type readStmts struct {
+	info, forward, backward *sql.Stmt
+}
+
+func (s *readStmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.info, `SELECT name, last_id, (SELECT MIN(id) FROM messages WHERE room = ?1)
+			FROM rooms WHERE key = ?1`},
+		{&s.forward, `SELECT id, sender, text, kind, ts, ref FROM messages
+			WHERE room = ? AND id > ? ORDER BY id LIMIT ?`},
+		{&s.backward, `SELECT id, sender, text, kind, ts, ref FROM messages
+			WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?`},
+	} {
+		st, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.sql, err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+func (s *readStmts) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.info, s.forward, s.backward} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
