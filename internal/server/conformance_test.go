@@ -363,61 +363,63 @@ func closePayload(code int, reason string) []byte {
 type violation struct {
 	name string
 	code int
-	send func(c *rawConn)
+	send func(c *rawConn, nick string) // nick: the connection's
 }
 
 func violations() []violation {
 	vs := []violation{
-		{"continuation without a start", 1002, func(c *rawConn) {
+		{"continuation without a start", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opCont, true, []byte("x"))
 		}},
-		{"unfinished continuation without a start", 1002, func(c *rawConn) {
+		{"unfinished continuation without a start", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opCont, true, []byte("x"))
 		}},
-		{"text frame inside a fragmented message", 1002, func(c *rawConn) {
+		{"text frame inside a fragmented message", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opText, true, []byte("a"))
 			c.writeFrame(true, 0, opText, true, []byte("b"))
 		}},
-		{"binary frame inside a fragmented text message", 1002, func(c *rawConn) {
+		{"binary frame inside a fragmented text message", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opText, true, []byte("a"))
 			c.writeFrame(true, 0, opBinary, true, []byte("b"))
 		}},
-		{"continuation after the message ended", 1002, func(c *rawConn) {
-			c.writeFrame(false, 0, opText, true, []byte(`{"type":"rooms",`))
-			c.writeFrame(true, 0, opCont, true, []byte(`"ref":"r1"}`))
+		{"continuation after the message ended", 1002, func(c *rawConn, nick string) {
+			// A whole message that needs no answer: a nick to the
+			// current nick, without a ref.
+			c.writeFrame(false, 0, opText, true, []byte(`{"type":"nick",`))
+			c.writeFrame(true, 0, opCont, true, []byte(`"nick":"`+nick+`"}`))
 			c.writeFrame(true, 0, opCont, true, []byte("x"))
 		}},
-		{"unmasked text frame", 1002, func(c *rawConn) {
+		{"unmasked text frame", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opText, false, []byte(`{"type":"rooms"}`))
 		}},
-		{"unmasked ping", 1002, func(c *rawConn) {
+		{"unmasked ping", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opPing, false, []byte("p"))
 		}},
-		{"ping of 126 bytes", 1002, func(c *rawConn) {
+		{"ping of 126 bytes", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opPing, true, make([]byte, 126))
 		}},
-		{"close of 126 bytes", 1002, func(c *rawConn) {
+		{"close of 126 bytes", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opClose, true, closePayload(1000, strings.Repeat("r", 124)))
 		}},
-		{"fragmented ping", 1002, func(c *rawConn) {
+		{"fragmented ping", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opPing, true, []byte("p"))
 		}},
-		{"fragmented close", 1002, func(c *rawConn) {
+		{"fragmented close", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opClose, true, closePayload(1000, ""))
 		}},
-		{"close with a 1-byte payload", 1002, func(c *rawConn) {
+		{"close with a 1-byte payload", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opClose, true, []byte{0x03})
 		}},
-		{"64-bit length with the top bit set", 1002, func(c *rawConn) {
+		{"64-bit length with the top bit set", 1002, func(c *rawConn, _ string) {
 			b := []byte{0x80 | opText, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
 			if err := c.writeRaw(b); err != nil {
 				c.t.Fatal(err)
 			}
 		}},
-		{"close reason not UTF-8", 1007, func(c *rawConn) {
+		{"close reason not UTF-8", 1007, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opClose, true, closePayload(1000, "bad \xff reason"))
 		}},
-		{"close reason cut inside a rune", 1007, func(c *rawConn) {
+		{"close reason cut inside a rune", 1007, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opClose, true, closePayload(1000, "caf\xc3"))
 		}},
 	}
@@ -425,28 +427,28 @@ func violations() []violation {
 		name string
 		bits byte
 	}{{"RSV1", rsv1}, {"RSV2", rsv2}, {"RSV3", rsv3}, {"RSV1+RSV3", rsv1 | rsv3}} {
-		vs = append(vs, violation{r.name + " on a text frame", 1002, func(c *rawConn) {
+		vs = append(vs, violation{r.name + " on a text frame", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, r.bits, opText, true, []byte(`{"type":"rooms"}`))
 		}})
 	}
 	vs = append(vs,
-		violation{"RSV1 on a ping", 1002, func(c *rawConn) { c.writeFrame(true, rsv1, opPing, true, nil) }},
-		violation{"RSV2 on a continuation", 1002, func(c *rawConn) {
+		violation{"RSV1 on a ping", 1002, func(c *rawConn, _ string) { c.writeFrame(true, rsv1, opPing, true, nil) }},
+		violation{"RSV2 on a continuation", 1002, func(c *rawConn, _ string) {
 			c.writeFrame(false, 0, opText, true, []byte("a"))
 			c.writeFrame(true, rsv2, opCont, true, []byte("b"))
 		}},
 	)
 	for _, op := range []byte{3, 4, 5, 6, 7, 11, 12, 13, 14, 15} {
-		vs = append(vs, violation{fmt.Sprintf("opcode %d", op), 1002, func(c *rawConn) {
+		vs = append(vs, violation{fmt.Sprintf("opcode %d", op), 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, op, true, []byte("x"))
 		}})
 	}
-	vs = append(vs, violation{"opcode 3 inside a fragmented message", 1002, func(c *rawConn) {
+	vs = append(vs, violation{"opcode 3 inside a fragmented message", 1002, func(c *rawConn, _ string) {
 		c.writeFrame(false, 0, opText, true, []byte("a"))
 		c.writeFrame(true, 0, 3, true, []byte("b"))
 	}})
 	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
-		vs = append(vs, violation{fmt.Sprintf("close code %d", code), 1002, func(c *rawConn) {
+		vs = append(vs, violation{fmt.Sprintf("close code %d", code), 1002, func(c *rawConn, _ string) {
 			c.writeFrame(true, 0, opClose, true, closePayload(code, "bye"))
 		}})
 	}
@@ -468,8 +470,9 @@ func TestProtocolViolations(t *testing.T) {
 		for i, v := range vs {
 			t.Run(v.name, func(t *testing.T) {
 				t.Parallel()
-				c := jsonRaw(t, n, fmt.Sprintf("v%d", i))
-				v.send(c)
+				nick := fmt.Sprintf("v%d", i)
+				c := jsonRaw(t, n, nick)
+				v.send(c, nick)
 				c.expectClose(v.code)
 			})
 		}
