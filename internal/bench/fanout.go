@@ -111,10 +111,11 @@ type run struct {
 	subs   []*subscriber
 	dial   *dialer
 
-	closing atomic.Bool // set before we close connections
-	errs    errorLog    // errors the server sent, and failed connections
-	connect histogram   // guarded by connectMu
-	connMu  sync.Mutex
+	closing    atomic.Bool  // set before we close connections
+	pubDropped atomic.Int32 // publisher connections that ended before we closed them
+	errs       errorLog     // errors the server sent, and failed connections
+	connect    histogram    // guarded by connectMu
+	connMu     sync.Mutex
 }
 
 func (r *run) now() int64 { return int64(time.Since(r.start)) }
@@ -334,6 +335,7 @@ func (r *run) connectPub(ctx context.Context, p *publisher, readers *sync.WaitGr
 			}
 		})
 		if err != nil {
+			r.pubDropped.Add(1)
 			r.errs.add(fmt.Sprintf("publisher %d disconnected: %v", p.id, err))
 		}
 	})
@@ -584,6 +586,7 @@ func (r *run) result(t0, sendEnd int64, connectTime time.Duration) *Result {
 	}
 	var hist histogram
 	lastAt := sendEnd
+	res.Disconnected = int(r.pubDropped.Load())
 	for _, s := range r.subs {
 		for i, p := range s.room.pubs {
 			res.Expected += int64(p.sent.Load())

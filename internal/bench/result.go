@@ -40,7 +40,7 @@ type Result struct {
 	Duplicates   int64 `json:"duplicates"`
 	OutOfOrder   int64 `json:"out_of_order"`
 	Foreign      int64 `json:"foreign"`      // messages from another room's publisher
-	Disconnected int   `json:"disconnected"` // connections the server or network ended
+	Disconnected int   `json:"disconnected"` // subscriber and publisher connections the server or network ended
 	// Resynced counts deliveries the server replayed from its log
 	// ("history":true) after a subscriber's queue overflowed: not a
 	// failure, but a sign the load exceeded what clients read.

@@ -17,13 +17,16 @@ def fanout($load; $title):
       cpu: (map(.server.cpu_us_per_delivery) | median),
       p50: (map(.latency_us.p50) | median),
       p99: (map(.latency_us.p99) | median),
-      lost: (map(.lost) | add)
+      lost: (map(.lost) | add),
+      scpu: (map(.server.cpu_seconds) | median),
+      bcpu: (map(.client_cpu_seconds) | median),
+      secs: (map(.seconds) | median)
     }}) | from_entries) as $m
   | if ($groups | length) == 0 then empty else
     "\n### \($title)\n",
-    "| server | runs ok | sent/s | delivered/s | deliveries per server CPU s | server CPU µs per delivery | p50 µs | p99 µs | lost (all runs) |",
-    "|---|---|---|---|---|---|---|---|---|",
-    ($m | to_entries[] | "| \(.key) | \(.value.ok) | \(.value.sent | fmt(0)) | \(.value.dps | fmt(0)) | \(.value.dpc | fmt(0)) | \(.value.cpu | fmt(2)) | \(.value.p50 | fmt(0)) | \(.value.p99 | fmt(0)) | \(.value.lost) |"),
+    "| server | runs ok | sent/s | delivered/s | deliveries per server CPU s | server CPU µs per delivery | p50 µs | p99 µs | lost (all runs) | server / bench CPU s over s |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+    ($m | to_entries[] | "| \(.key) | \(.value.ok) | \(.value.sent | fmt(0)) | \(.value.dps | fmt(0)) | \(.value.dpc | fmt(0)) | \(.value.cpu | fmt(2)) | \(.value.p50 | fmt(0)) | \(.value.p99 | fmt(0)) | \(.value.lost) | \(.value.scpu | fmt(1)) / \(.value.bcpu | fmt(1)) over \(.value.secs | fmt(1)) |"),
     (if $m.gorilla and $m["parley-mem"] then
       "\nparley (:memory:, JSON) / gorilla: deliveries per CPU s \(($m["parley-mem"].dpc / $m.gorilla.dpc) | fmt(2))x, delivered/s \(($m["parley-mem"].dps / $m.gorilla.dps) | fmt(2))x, p99 \(($m["parley-mem"].p99 / $m.gorilla.p99) | fmt(2))x" else empty end),
     (if $m.gorilla and $m["parley-text"] then
