@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"parley/internal/broker"
 	"parley/internal/chat"
@@ -163,5 +166,89 @@ func TestDiskFull(t *testing.T) {
 	}
 	if err := b.Ready(ctx); err != nil {
 		t.Fatalf("Ready after recovery = %v", err)
+	}
+}
+
+// TestReadsDoNotWaitForTheCommitter: while the committer is stuck waiting
+// for a lock another connection holds, reads still answer at once.
+func TestReadsDoNotWaitForTheCommitter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := dbPath(t)
+	b := open(t, Config{Path: path, BusyTimeout: time.Minute}, nil)
+	appendT(t, b, "lobby", "alice", "before", "")
+
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Append(ctx, chat.Message{Room: "lobby", From: "alice", Text: "waits for the lock"})
+		done <- err
+	}()
+	// Wait until the committer holds the batch (the queue is empty again).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		queued := len(b.queue)
+		b.mu.Unlock()
+		if queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the committer did not take the append within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 20; i++ {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p, err := b.Read(rctx, broker.Query{Room: "lobby"})
+		cancel()
+		if err != nil || len(p.Messages) != 1 {
+			t.Fatalf("Read while the committer waits = %d messages, %v", len(p.Messages), err)
+		}
+		if _, err := b.Rooms(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Append returned while the lock was held: %v", err)
+	default:
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Append after the lock was released: %v", err)
+	}
+}
+
+// TestPathWithURICharacters: '?', '#' and '%' in a file name are part of
+// the name, not URI syntax.
+func TestPathWithURICharacters(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "odd?name#1%41.db")
+	b := open(t, Config{Path: path}, nil)
+	appendT(t, b, "lobby", "alice", "hi", "")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %q: %v", path, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "odd?name#1%41.db") {
+			t.Errorf("unexpected file %q in the directory", e.Name())
+		}
 	}
 }
