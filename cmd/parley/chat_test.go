@@ -312,10 +312,14 @@ func TestChatFileInOrder(t *testing.T) {
 		name  string
 		lines int
 		fast  bool
+		args  []string
 	}{
-		{"200 lines", 200, true},
+		{"200 lines", 200, true, nil},
 		// The server's default limits (10/s, burst 20): paced, not refused.
-		{"40 lines at the default rate", 40, false},
+		{"40 lines at the default rate", 40, false, nil},
+		// The text format has no acks: lines are paced to parley's default
+		// limits, and the close handshake comes after the last one.
+		{"30 lines in the text format", 30, false, []string{"--format", "text"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -340,7 +344,7 @@ func TestChatFileInOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			cmd := exec.Command(parleyBin, "chat", "--nick", "bot", n.URL)
+			cmd := exec.Command(parleyBin, append([]string{"chat", "--nick", "bot", n.URL}, tc.args...)...)
 			cmd.Env = chatEnv()
 			cmd.Stdin = f
 			var stderr bytes.Buffer
