@@ -24,6 +24,18 @@
 // client), so keep reading until the channel is closed. Commands that wait
 // for their answer (Join, Who, ...) need that reader to be another goroutine.
 //
+// # For a UI
+//
+// Read Events in one goroutine (a Bubble Tea command that waits for the next
+// event fits) and render by Type: protocol.EvMessage (History marks replayed
+// ones), EvJoin, EvLeave, EvNick, EvGap, EvReset, EvError (Ref set when it
+// answers one of our commands), and EvState for the status line
+// (StateReconnecting carries Attempt, Delay and Err). Run commands (Send,
+// Join, Nick, Who, ...) from other goroutines: the ones that wait for an
+// answer need the Events reader to keep going. Status gives the nick, the
+// joined rooms and their last ids, the pending count and the limits.
+// errors.Is(err, ErrNickTaken) tells a taken nick, from Dial or Nick.
+//
 // # Resume
 //
 // In the JSON format the client remembers, per joined room, the last message
