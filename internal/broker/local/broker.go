@@ -184,6 +184,8 @@ func (b *Broker) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A few readers in parallel: WAL lets them run beside the
+		// writer; more than the cores buys nothing.
 		b.rdb.SetMaxOpenConns(4)
 		b.rdb.SetMaxIdleConns(4)
 		if err := b.rdb.PingContext(ctx); err != nil {

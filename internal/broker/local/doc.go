@@ -50,7 +50,10 @@
 // # Reads
 //
 // Read and Rooms use a separate pool of read connections; in WAL mode they
-// see the last committed state and never wait for the committer. An
+// see the last committed state and never wait for the committer. A page's
+// Last is the room's newest id even when retention removed every message,
+// so that a client resuming from an old id is told of a gap, not of a
+// reset (the same rule as the NATS broker). An
 // in-memory database (":memory:") uses one connection for everything, since
 // separate connections would see separate databases.
 //
