@@ -17,7 +17,8 @@
 // batch returns an error wrapping broker.ErrNotStored, nothing is delivered
 // and no id is used up: ids are read from the rooms table inside the
 // transaction, so a rolled-back batch leaves no trace. Ready reports the
-// fault until a write succeeds again.
+// fault until a write succeeds again, or until its probe (writing and
+// removing a row of the largest message size) works.
 //
 // # Durability
 //
@@ -53,9 +54,10 @@
 // see the last committed state and never wait for the committer. A page's
 // Last is the room's newest id even when retention removed every message,
 // so that a client resuming from an old id is told of a gap, not of a
-// reset (the same rule as the NATS broker). An
-// in-memory database (":memory:") uses one connection for everything, since
-// separate connections would see separate databases.
+// reset (the same rule as the NATS broker). An in-memory database
+// (":memory:") uses one connection for everything, since separate
+// connections would see separate databases; there a read waits for a
+// running transaction.
 //
 // # Retention
 //
