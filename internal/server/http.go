@@ -158,7 +158,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		closeSent: make(chan struct{}),
 		cursors:   make(map[string]*roomCursor),
 	}
-	ss.fr = frameReader{r: &connReader{conn: conn, pre: rw.Reader}, max: s.cfg.MaxMessageBytes, onPing: ss.pong}
+	ss.fr = frameReader{r: &connReader{conn: conn, pre: rw.Reader}, max: s.cfg.MaxMessageBytes, onPing: ss.pong, onFrame: ss.alive}
 	empty := ""
 	ss.nickShown.Store(&empty)
 	ss.nickKey.Store("")
@@ -179,9 +179,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// pong answers a ping with the same payload.
+// pong answers a ping with the same payload. Pings cost a command token:
+// past the limit they go unanswered.
 func (ss *session) pong(payload []byte) {
-	ss.enqueue(appendFrame(nil, ws.OpPong, payload))
+	if ss.cmds.Allow() {
+		ss.enqueue(appendFrame(nil, ws.OpPong, payload))
+	}
+}
+
+// alive pushes the pong timeout back: any frame, a pong included, shows
+// the peer is there. A closing connection keeps its short close deadline.
+func (ss *session) alive() {
+	ss.mu.Lock()
+	closing := ss.closing
+	ss.mu.Unlock()
+	if !closing {
+		ss.conn.SetReadDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+	}
 }
 
 // logConnect is called once the nick is known.

@@ -202,13 +202,20 @@ func (s *session) welcome(opts connectOptions) {
 
 // readLoop reads frames until the connection ends.
 func (s *session) readLoop() error {
+	s.alive()
 	for {
-		s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.PongTimeout))
 		msg, err := s.fr.next()
 		if err != nil {
 			return err
 		}
 		if msg.op == ws.OpBinary {
+			if !s.cmds.Allow() {
+				if err := s.limited(&protocol.Command{}); err != nil {
+					return err
+				}
+				continue
+			}
+			s.rejections = 0
 			s.srv.reject(rejectBinary)
 			s.sendError(protocol.Errorf(protocol.CodeBinaryUnsupported, "binary frames are not supported: parley speaks text frames only"))
 			continue
@@ -221,21 +228,24 @@ func (s *session) readLoop() error {
 			cmd, perr = protocol.DecodeText(string(msg.data))
 		}
 		if perr != nil {
+			// Bad frames cost a token too, so that a flood of them is
+			// closed like any other flood.
+			if !s.cmds.Allow() {
+				if err := s.limited(&protocol.Command{Ref: perr.Ref}); err != nil {
+					return err
+				}
+				continue
+			}
+			s.rejections = 0
 			s.srv.reject(rejectBadCommand)
 			s.srv.log.Debug("bad command", "remote", s.remote, "nick", s.nick, "code", perr.Code, "err", perr.Message)
 			s.sendError(perr)
 			continue
 		}
 		if !s.allow(&cmd) {
-			s.rejections++
-			s.srv.reject(rejectRateLimited)
-			if s.rejections >= s.srv.cfg.MaxRejections {
-				s.srv.reject(rejectFlooding)
-				return failf(closePolicy, "flooding: %d messages over the rate limit in a row", s.rejections)
+			if err := s.limited(&cmd); err != nil {
+				return err
 			}
-			e := protocol.Errorf(protocol.CodeRateLimited, "slow down: at most %v messages per second (burst %d); this one was not sent", s.srv.cfg.Rate, s.srv.cfg.Burst)
-			e.Ref, e.Room = cmd.Ref, cmd.Room
-			s.sendError(e)
 			continue
 		}
 		s.rejections = 0
@@ -246,6 +256,21 @@ func (s *session) readLoop() error {
 			s.sendError(e)
 		}
 	}
+}
+
+// limited answers a frame over the rate limit, and returns the error that
+// ends the connection when the client keeps flooding.
+func (s *session) limited(cmd *protocol.Command) error {
+	s.rejections++
+	s.srv.reject(rejectRateLimited)
+	if s.rejections >= s.srv.cfg.MaxRejections {
+		s.srv.reject(rejectFlooding)
+		return failf(closePolicy, "flooding: %d frames over the rate limit in a row", s.rejections)
+	}
+	e := protocol.Errorf(protocol.CodeRateLimited, "slow down: at most %v messages per second (burst %d); this one was not sent", s.srv.cfg.Rate, s.srv.cfg.Burst)
+	e.Ref, e.Room = cmd.Ref, cmd.Room
+	s.sendError(e)
+	return nil
 }
 
 func (s *session) allow(c *protocol.Command) bool {
