@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -209,57 +210,110 @@ func (b *Broker) first(ctx context.Context, subj string) (uint64, error) {
 	return m.ID, err
 }
 
+// Replicas answer direct gets, and one may lag the leader by a few
+// milliseconds. A read that ends before the leader's last id (when it
+// should have reached it) is retried a few times, then completed from the
+// leader one message per request.
+const (
+	staleRetries = 3
+	staleBackoff = 10 * time.Millisecond // doubled at each retry
+)
+
+func newest(ms []chat.Message) uint64 {
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].ID
+}
+
+// pause waits d or until ctx is done.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // readForward returns up to limit messages with ids > after, oldest first.
 func (b *Broker) readForward(ctx context.Context, subj string, after uint64, limit int, last uint64) ([]chat.Message, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := b.directRange(ctx, subj, after+1, last, limit)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == limit || newest(out) >= last {
+			return out, nil
+		}
+		if attempt == staleRetries {
+			// Still behind: the leader fills in the rest (at most limit).
+			from := after + 1
+			if len(out) > 0 {
+				from = newest(out) + 1
+			}
+			more, err := b.leaderRange(ctx, subj, from, last, limit-len(out))
+			return append(out, more...), err
+		}
+		if err := pause(ctx, staleBackoff<<attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// directRange returns up to limit messages of the subject with
+// lo <= id <= hi, oldest first, from direct gets.
+func (b *Broker) directRange(ctx context.Context, subj string, lo, hi uint64, limit int) ([]chat.Message, error) {
 	var out []chat.Message
-	next := after + 1
-	for len(out) < limit && next <= last {
+	next := lo
+	for len(out) < limit && next <= hi {
 		n := len(out)
-		pending, err := b.direct(ctx, getRequest{Seq: next, NextFor: subj, Batch: limit - len(out)},
-			func(m chat.Message) { out = append(out, m) })
+		done := false
+		// [next, hi] holds at most hi-next+1 of the subject's messages:
+		// asking for more would only fetch messages past hi.
+		batch := int(min(uint64(limit-len(out)), hi-next+1, 1024))
+		pending, err := b.direct(ctx, getRequest{Seq: next, NextFor: subj, Batch: batch},
+			func(m chat.Message) {
+				if m.ID > hi {
+					done = true
+				}
+				if !done {
+					out = append(out, m)
+				}
+			})
 		if err != nil && !errors.Is(err, errNotFound) {
 			return nil, err
 		}
-		if len(out) > n {
-			next = out[len(out)-1].ID + 1
+		if done || len(out) == n || pending == 0 {
+			break // past hi, or this replica holds nothing more
 		}
-		if len(out) == n || pending == 0 {
-			break // this replica holds nothing more
-		}
+		next = newest(out) + 1
 	}
-	return b.tail(ctx, subj, out, limit, last)
+	return out, nil
 }
 
-// tail completes out from the leader when a replica answered before it had
-// every message up to last: a reader must never miss an acknowledged
-// message. It is the rare path; it reads one message per request.
-func (b *Broker) tail(ctx context.Context, subj string, out []chat.Message, limit int, last uint64) ([]chat.Message, error) {
-	for len(out) < limit {
-		var next uint64 = 1
-		if len(out) > 0 {
-			if out[len(out)-1].ID >= last {
-				break
-			}
-			next = out[len(out)-1].ID + 1
-		}
-		m, err := b.getLeader(ctx, getRequest{Seq: next, NextFor: subj})
-		if errors.Is(err, errNotFound) || err == nil && m.ID > last {
+// leaderRange reads up to max messages with from <= id <= hi from the
+// leader, one per request. It is the rare path.
+func (b *Broker) leaderRange(ctx context.Context, subj string, from, hi uint64, max int) ([]chat.Message, error) {
+	var out []chat.Message
+	for len(out) < max && from <= hi {
+		m, err := b.getLeader(ctx, getRequest{Seq: from, NextFor: subj})
+		if errors.Is(err, errNotFound) || err == nil && m.ID > hi {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, m)
+		from = m.ID + 1
 	}
 	return out, nil
 }
 
 // readBackward returns the newest limit messages with ids < before (no
-// bound when 0), oldest first. JetStream cannot walk a subject backwards,
-// so it reads forward over windows of stream sequences ending at the
-// bound, each window four times larger than the last, until it holds
-// limit messages or reaches the subject's first one: a busy room is read
-// in one window, a quiet one among busy rooms in a few.
+// bound when 0), oldest first.
 func (b *Broker) readBackward(ctx context.Context, subj string, before uint64, limit int, page broker.Page) ([]chat.Message, error) {
 	hi := page.Last
 	if before > 0 && before-1 < hi {
@@ -268,21 +322,61 @@ func (b *Broker) readBackward(ctx context.Context, subj string, before uint64, l
 	if page.First == 0 || hi < page.First {
 		return nil, nil
 	}
+	for attempt := 0; ; attempt++ {
+		out, err := b.directBackward(ctx, subj, page.First, hi, limit)
+		if err != nil {
+			return nil, err
+		}
+		// Only a read that should end at the leader's last id can tell a
+		// lagging replica; older pages are long replicated.
+		if hi != page.Last || newest(out) >= hi {
+			return out, nil
+		}
+		if attempt == staleRetries {
+			// Still behind: take the missing newest from the leader, but
+			// only if they fit in a page; else the replica is too far
+			// behind to be worth walking.
+			from := page.First
+			if len(out) > 0 {
+				from = newest(out) + 1
+			}
+			more, err := b.leaderRange(ctx, subj, from, hi, 4*limit)
+			if err != nil {
+				return nil, err
+			}
+			if newest(more) < hi {
+				return nil, fmt.Errorf("the replica that answers is too far behind the stream leader")
+			}
+			out = append(out, more...)
+			return out[max(0, len(out)-limit):], nil
+		}
+		if err := pause(ctx, staleBackoff<<attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// directBackward reads the newest limit messages with first <= id <= hi.
+// JetStream cannot walk a subject backwards, so it reads forward over
+// windows of stream sequences ending at hi, each four times wider than the
+// last, until it holds limit messages or reaches first: a busy room is
+// read in one window, a quiet one among busy rooms in a few.
+func (b *Broker) directBackward(ctx context.Context, subj string, first, hi uint64, limit int) ([]chat.Message, error) {
 	var windows [][]chat.Message // newest window first
 	count := 0
 	width := uint64(max(2*limit, 64))
 	for end := hi; count < limit; width *= 4 {
-		lo := page.First
+		lo := first
 		if end-lo+1 > width {
 			lo = end - width + 1
 		}
-		w, err := b.readRange(ctx, subj, lo, end)
+		w, err := b.directRange(ctx, subj, lo, end, math.MaxInt)
 		if err != nil {
 			return nil, err
 		}
 		windows = append(windows, w)
 		count += len(w)
-		if lo <= page.First {
+		if lo <= first {
 			break
 		}
 		end = lo - 1
@@ -291,60 +385,7 @@ func (b *Broker) readBackward(ctx context.Context, subj string, before uint64, l
 	for _, w := range slices.Backward(windows) {
 		out = append(out, w...)
 	}
-	if len(out) > limit {
-		out = out[len(out)-limit:]
-	}
-	if hi == page.Last && (len(out) == 0 || out[len(out)-1].ID < hi) {
-		// A lagging replica: take the newest from the leader instead.
-		var after uint64
-		if len(out) > 0 {
-			after = out[len(out)-1].ID
-		}
-		more, err := b.tail(ctx, subj, []chat.Message{{ID: after}}, limit+1, hi)
-		if err != nil {
-			return nil, err
-		}
-		if after == 0 {
-			more, err = b.tail(ctx, subj, nil, limit, hi)
-			if err != nil {
-				return nil, err
-			}
-		} else {
-			more = more[1:]
-		}
-		out = append(out, more...)
-		if len(out) > limit {
-			out = out[len(out)-limit:]
-		}
-	}
-	return out, nil
-}
-
-// readRange returns the subject's messages with lo <= id <= hi.
-func (b *Broker) readRange(ctx context.Context, subj string, lo, hi uint64) ([]chat.Message, error) {
-	var out []chat.Message
-	next := lo
-	const batch = 256
-	for next <= hi {
-		n := len(out)
-		done := false
-		pending, err := b.direct(ctx, getRequest{Seq: next, NextFor: subj, Batch: batch},
-			func(m chat.Message) {
-				if m.ID > hi {
-					done = true
-					return
-				}
-				out = append(out, m)
-			})
-		if err != nil && !errors.Is(err, errNotFound) {
-			return nil, err
-		}
-		if done || len(out) == n || pending == 0 {
-			break
-		}
-		next = out[len(out)-1].ID + 1
-	}
-	return out, nil
+	return out[max(0, len(out)-limit):], nil
 }
 
 func sortRooms(rooms []broker.RoomInfo) {
