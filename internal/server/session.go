@@ -93,6 +93,14 @@ func (s *session) variant(room string) hub.Variant {
 	return hub.VariantTextOther
 }
 
+// wireRate is the rate limit as welcome says it: 0 for no limit.
+func wireRate(r rate.Limit) float64 {
+	if r == rate.Inf {
+		return 0
+	}
+	return float64(r)
+}
+
 // shorten cuts a name from a URL for an error message, on a rune boundary.
 func shorten(name string) string {
 	if len(name) <= 40 {
@@ -173,7 +181,7 @@ func (s *session) welcome(opts connectOptions) {
 		Type: protocol.EvWelcome, Nick: s.nick, Epoch: s.srv.broker.Epoch(), Server: "parley",
 		Version: s.srv.cfg.Version, Node: s.srv.cfg.Node, Room: first,
 		Limits: &protocol.Limits{
-			MaxMessageBytes: s.srv.cfg.MaxMessageBytes, Rate: float64(s.srv.cfg.Rate),
+			MaxMessageBytes: s.srv.cfg.MaxMessageBytes, Rate: wireRate(s.srv.cfg.Rate),
 			Burst: s.srv.cfg.Burst, History: s.srv.cfg.History,
 		},
 	})
