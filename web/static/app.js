@@ -279,6 +279,13 @@
   }
 
   function renderTop(r) {
+    // A keyboard user who pressed "load older messages" keeps the focus.
+    const hadFocus = r.top.contains(document.activeElement);
+    fillTop(r);
+    if (hadFocus) (r.top.querySelector('button') || r.log).focus({ preventScroll: true });
+  }
+
+  function fillTop(r) {
     r.top.replaceChildren();
     if (r.loading) {
       r.top.append(textEl('span', 'loading older messages…', 'muted'));
