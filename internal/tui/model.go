@@ -9,6 +9,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"parley/internal/client"
 	"parley/internal/protocol"
@@ -98,6 +99,13 @@ func newModel(c poster, url, nick string, rooms []string, notices ...string) *mo
 	in.KeyMap.NextSuggestion = key.NewBinding(key.WithDisabled())
 	in.KeyMap.PrevSuggestion = key.NewBinding(key.WithDisabled())
 	in.KeyMap.Paste = key.NewBinding(key.WithDisabled())
+	// The terminal's own colours for the prompt and cursor: the defaults
+	// assume a dark background, and colour the cursor with OSC 12.
+	ist := textinput.DefaultDarkStyles()
+	ist.Focused.Prompt = lipgloss.NewStyle().Bold(true)
+	ist.Blurred.Prompt = ist.Focused.Prompt
+	ist.Cursor.Color = nil
+	in.SetStyles(ist)
 	in.Focus()
 	m.input = in
 	m.setPrompt()

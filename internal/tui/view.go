@@ -259,12 +259,14 @@ func (m *model) statusLine() string {
 	default:
 		state = m.st.statusBad.Render(" ✕ closed ")
 	}
-	parts := []string{clean(m.url), "nick " + m.nick}
+	// What matters most first: a narrow terminal cuts the end.
+	var parts []string
 	if r := m.current(); r != nil {
 		parts = append(parts, "#"+r.name)
 	} else {
 		parts = append(parts, "no room")
 	}
+	parts = append(parts, "nick "+m.nick)
 	if !m.showRooms() {
 		for i, r := range m.rooms {
 			if r.unread > 0 && i != m.cur {
@@ -275,6 +277,7 @@ func (m *model) statusLine() string {
 	if r := m.shown(); r.offset > 0 {
 		parts = append(parts, "scrolled up: Page Down")
 	}
+	parts = append(parts, clean(m.url))
 	rest := " " + strings.Join(parts, " │ ") + " "
 	return state + m.st.status.Render(pad(rest, max(m.width-ansi.StringWidth(state), 0)))
 }
