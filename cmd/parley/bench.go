@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"parley/internal/bench"
 )
@@ -19,6 +20,8 @@ ws://127.0.0.1:8080/), sends numbered messages for --duration, and prints
 what was sent and delivered per second, loss, duplicates, out-of-order
 deliveries, latency percentiles and connect time. Any loss, duplicate,
 reordering, dropped connection or error from the server makes it exit 1.
+Run parley with --rate-limit 0 to measure it: its default per-connection
+limit (10 messages/s) rejects a load generator's sends.
 
   parley bench --subs 1000 --pubs 4 --rate 0 --size 64 --duration 10s
   parley bench --rate 200 --server-pid $(pgrep -f 'parley serve')
@@ -43,12 +46,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total messages/s over all publishers; 0: as fast as delivery allows (see --window)")
 	fs.IntVar(&cfg.Window, "window", 16, "at --rate 0, messages per publisher sent and not yet delivered to every subscriber")
 	fs.IntVar(&cfg.Size, "size", 64, fmt.Sprintf("payload bytes (at least %d)", bench.MinSize))
-	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to send, or to hold idle connections (default 10s)")
-	fs.DurationVar(&cfg.Drain, "drain", 0, "after the last send, how long deliveries may stall before the rest counts as lost (default 5s)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send, or to hold idle connections")
+	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "after the last send, how long deliveries may stall before the rest counts as lost")
 	fs.BoolVar(&cfg.Text, "text", false, "plain text frames (parley's text format, or any broadcast server such as gorilla's chat example at ws://HOST:PORT/ws)")
 	fs.IntVar(&cfg.Idle, "idle", 0, "open N idle connections instead, hold them for --duration, and report connect time and server memory")
 	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 100, "connections being opened at once")
-	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "bound on each connection's handshake, and on waiting for every subscriber to be reached (default 30s)")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 30*time.Second, "bound on each connection's handshake, and on waiting for every subscriber to be reached")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id: report its CPU time and memory (from /proc)")
 	asJSON := fs.Bool("json", false, "print the result as one line of JSON")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
