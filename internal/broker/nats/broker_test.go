@@ -397,9 +397,10 @@ func TestClusterFailover(t *testing.T) {
 	t.Parallel()
 	servers := natstest.StartCluster(t, 3)
 	var got [2]collector
-	// Each node connects to a different server first.
-	b0 := open(t, Config{URL: servers[0].URL() + "," + servers[1].URL() + "," + servers[2].URL(), Replicas: 3, Node: "a"}, got[0].deliver)
-	b1 := open(t, Config{URL: servers[1].URL() + "," + servers[2].URL() + "," + servers[0].URL(), Replicas: 3, Node: "b"}, got[1].deliver)
+	// The client picks a server of the list at random.
+	urls := natstest.URLs(servers)
+	b0 := open(t, Config{URL: urls, Replicas: 3, Node: "a"}, got[0].deliver)
+	b1 := open(t, Config{URL: urls, Replicas: 3, Node: "b"}, got[1].deliver)
 
 	var acked []uint64
 	appendRetry := func(b *Broker, i int) {
@@ -414,6 +415,22 @@ func TestClusterFailover(t *testing.T) {
 	}
 	for i := range 20 {
 		appendRetry([]*Broker{b0, b1}[i%2], i)
+	}
+	// Read-your-writes across nodes: a message acknowledged to one node is
+	// in the very next read on another, whichever replica answers it.
+	for i := range 30 {
+		m := send(t, b1, "rw", "x", fmt.Sprint(i), "")
+		p, err := b0.Read(ctxT(t, 5*time.Second), broker.Query{Room: "rw", After: m.ID - 1, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Last != m.ID || len(p.Messages) != 1 || p.Messages[0].ID != m.ID {
+			t.Fatalf("read right after append %d: last %d, messages %v", m.ID, p.Last, ids(p.Messages))
+		}
+		p, err = b0.Read(ctxT(t, 5*time.Second), broker.Query{Room: "rw", Backward: true, Limit: 1})
+		if err != nil || len(p.Messages) != 1 || p.Messages[0].ID != m.ID {
+			t.Fatalf("backward read right after append %d: %v %v", m.ID, ids(p.Messages), err)
+		}
 	}
 	info, err := b0.stream.Info(ctxT(t, 5*time.Second))
 	if err != nil {
@@ -434,10 +451,22 @@ func TestClusterFailover(t *testing.T) {
 	if !slices.IsSorted(acked) {
 		t.Fatalf("acked ids not growing: %v", acked)
 	}
+	lobby := func(ms []chat.Message) []uint64 {
+		var out []uint64
+		for _, m := range ms {
+			if m.Room == "lobby" {
+				out = append(out, m.ID)
+			}
+		}
+		return out
+	}
 	for i := range got {
-		waitFor(t, 30*time.Second, fmt.Sprint("node ", i, " delivery"), func() bool { return len(got[i].all()) >= len(acked) })
-		if d := ids(got[i].all()); !slices.Equal(d, acked) {
+		waitFor(t, 30*time.Second, fmt.Sprint("node ", i, " delivery"), func() bool { return len(lobby(got[i].all())) >= len(acked) })
+		if d := lobby(got[i].all()); !slices.Equal(d, acked) {
 			t.Fatalf("node %d delivered %v, acked %v", i, d, acked)
+		}
+		if n := len(got[i].all()); n != len(acked)+30 {
+			t.Fatalf("node %d delivered %d messages, want %d", i, n, len(acked)+30)
 		}
 	}
 	p, err := b1.Read(ctxT(t, 10*time.Second), broker.Query{Room: "lobby", Limit: 100})
