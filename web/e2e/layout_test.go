@@ -118,4 +118,12 @@ func TestLayoutAndScreenshots(t *testing.T) {
 	ann.screenshot(dir, "parley-360x740-dark-rooms.png")
 	ann.do(chromedp.SendKeys(chromedp.ID("join-input"), "\x1b")) // Escape
 	ann.wait("the panel to close", `!document.getElementById('rooms-panel').classList.contains('open')`)
+
+	// Offline, the state says so on a phone too, with what is queued.
+	node.Stop()
+	ann.wait("the offline state", `document.getElementById('conn').dataset.state === 'offline'`)
+	ann.typeLine("sent when we are back")
+	ann.wait("the queued count", `document.getElementById('conn-text').textContent.includes('1 queued')`)
+	checkFits(t, ann, 360)
+	ann.screenshot(dir, "parley-360x740-dark-offline.png")
 }
