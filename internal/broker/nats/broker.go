@@ -24,6 +24,16 @@ const epochKey = "parley_epoch"
 // opTimeout bounds a NATS call made without a deadline in its context.
 const opTimeout = 5 * time.Second
 
+// The contract of package broker (the server declares the same methods in
+// its own small interfaces).
+var _ interface {
+	Append(context.Context, chat.Message) (chat.Message, error)
+	Read(context.Context, broker.Query) (broker.Page, error)
+	Epoch() string
+	Rooms(context.Context) ([]broker.RoomInfo, error)
+	Ready(context.Context) error
+} = (*Broker)(nil)
+
 // Broker is the JetStream room log. See the package comment.
 type Broker struct {
 	// Immutable after Open.
