@@ -166,16 +166,23 @@ func (b *Broker) writeBatch(batch []*request, now time.Time) ([]outcome, error) 
 				continue
 			}
 			seen[k] = i
-			orig, found, err := w.lookupRef(from, m)
+			// Claim the ref for the id this message will get; only if
+			// a live claim exists is it a retry. (One statement in the
+			// common case instead of a lookup and an insert.)
+			claimed, err := w.claimRef(from, m)
 			if err != nil {
 				return nil, err
 			}
-			if found {
+			if !claimed {
+				orig, err := w.original(from, m)
+				if err != nil {
+					return nil, err
+				}
 				out[i] = outcome{msg: orig, dup: true}
 				continue
 			}
 		}
-		stored, err := w.insert(from, m)
+		stored, err := w.insert(m)
 		if err != nil {
 			return nil, err
 		}
@@ -217,9 +224,30 @@ func (w *batchWriter) room(key, name string) (*roomState, error) {
 	return st, nil
 }
 
-// lookupRef finds the message an earlier send with the same (from, ref)
-// stored, if it is still within the ref window.
-func (w *batchWriter) lookupRef(from string, m chat.Message) (chat.Message, bool, error) {
+// claimRef records that (from, m.Ref) is the message m is about to become
+// (the room's next id). It reports false, changing nothing, when a claim
+// within the ref window exists: m is a retry. An expired claim is taken
+// over.
+func (w *batchWriter) claimRef(from string, m chat.Message) (bool, error) {
+	key := chat.FoldName(m.Room)
+	st, err := w.room(key, m.Room)
+	if err != nil {
+		return false, err
+	}
+	res, err := w.refPut.ExecContext(w.ctx, from, m.Ref, key, st.lastID+1, w.nowMS, w.refCutoff)
+	if err != nil {
+		return false, fmt.Errorf("claim ref: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim ref: %w", err)
+	}
+	return n == 1, nil
+}
+
+// original returns the message an earlier send with the same (from, ref)
+// stored; claimRef found its claim live.
+func (w *batchWriter) original(from string, m chat.Message) (chat.Message, error) {
 	var (
 		key    string
 		id     uint64
@@ -228,16 +256,13 @@ func (w *batchWriter) lookupRef(from string, m chat.Message) (chat.Message, bool
 		kind   uint8
 		sender string
 	)
-	err := w.refGet.QueryRowContext(w.ctx, from, m.Ref, w.refCutoff).Scan(&key, &id, &ts)
-	if errors.Is(err, sql.ErrNoRows) {
-		return chat.Message{}, false, nil
-	}
+	err := w.refGet.QueryRowContext(w.ctx, from, m.Ref).Scan(&key, &id, &ts)
 	if err != nil {
-		return chat.Message{}, false, fmt.Errorf("read ref: %w", err)
+		return chat.Message{}, fmt.Errorf("read ref: %w", err)
 	}
 	st, err := w.room(key, m.Room)
 	if err != nil {
-		return chat.Message{}, false, err
+		return chat.Message{}, err
 	}
 	orig = chat.Message{Room: st.name, ID: id, From: m.From, Text: m.Text, Kind: m.Kind, Time: time.UnixMilli(ts).UTC(), Ref: m.Ref}
 	err = w.msgGet.QueryRowContext(w.ctx, key, id).Scan(&sender, &orig.Text, &kind, &ts)
@@ -246,14 +271,14 @@ func (w *batchWriter) lookupRef(from string, m chat.Message) (chat.Message, bool
 		// Retention removed the original; answer with its id and what
 		// the retry says, which is the same message.
 	case err != nil:
-		return chat.Message{}, false, fmt.Errorf("read original message: %w", err)
+		return chat.Message{}, fmt.Errorf("read original message: %w", err)
 	default:
 		orig.From, orig.Kind, orig.Time = sender, chat.Kind(kind), time.UnixMilli(ts).UTC()
 	}
-	return orig, true, nil
+	return orig, nil
 }
 
-func (w *batchWriter) insert(from string, m chat.Message) (chat.Message, error) {
+func (w *batchWriter) insert(m chat.Message) (chat.Message, error) {
 	key := chat.FoldName(m.Room)
 	st, err := w.room(key, m.Room)
 	if err != nil {
@@ -264,12 +289,6 @@ func (w *batchWriter) insert(from string, m chat.Message) (chat.Message, error) 
 	if _, err := w.msgInsert.ExecContext(w.ctx,
 		key, id, m.From, m.Text, uint8(m.Kind), ts, m.Ref); err != nil {
 		return chat.Message{}, fmt.Errorf("insert message: %w", err)
-	}
-	if m.Ref != "" {
-		if _, err := w.refPut.ExecContext(w.ctx,
-			from, m.Ref, key, id, w.nowMS); err != nil {
-			return chat.Message{}, fmt.Errorf("insert ref: %w", err)
-		}
 	}
 	st.lastID, st.lastTS, st.dirty = id, ts, true
 	return chat.Message{Room: st.name, ID: id, From: m.From, Text: m.Text, Kind: m.Kind, Time: time.UnixMilli(ts).UTC(), Ref: m.Ref}, nil

@@ -210,8 +210,12 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&s.roomGet, `SELECT name, last_id, last_ts FROM rooms WHERE key = ?`},
 		{&s.roomPut, `INSERT INTO rooms(key, name, last_id, last_ts) VALUES (?, ?, ?, ?)
 			ON CONFLICT(key) DO UPDATE SET last_id = excluded.last_id, last_ts = excluded.last_ts`},
-		{&s.refGet, `SELECT room, id, ts FROM refs WHERE sender = ? AND ref = ? AND ts >= ?`},
-		{&s.refPut, `INSERT OR REPLACE INTO refs(sender, ref, room, id, ts) VALUES (?, ?, ?, ?, ?)`},
+		{&s.refGet, `SELECT room, id, ts FROM refs WHERE sender = ? AND ref = ?`},
+		// Inserts a claim, or takes over one older than the cutoff (?6);
+		// changes nothing (0 rows) when a live claim exists.
+		{&s.refPut, `INSERT INTO refs(sender, ref, room, id, ts) VALUES (?1, ?2, ?3, ?4, ?5)
+			ON CONFLICT(sender, ref) DO UPDATE SET room = excluded.room, id = excluded.id, ts = excluded.ts
+			WHERE refs.ts < ?6`},
 		{&s.msgGet, `SELECT sender, text, kind, ts FROM messages WHERE room = ? AND id = ?`},
 		{&s.msgInsert, `INSERT INTO messages(room, id, sender, text, kind, ts, ref) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 	} {
