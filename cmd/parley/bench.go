@@ -78,6 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*quiet {
 		cfg.Progress = stderr
+		cfg.ProgressLines = !rewritable(stderr)
 	}
 
 	if *cpuProfile != "" {
@@ -111,4 +112,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("the server broke the promise: %s", res.Failure())
 	}
 	return nil
+}
+
+// rewritable reports whether w is a terminal (a character device), where a
+// progress line can be rewritten in place.
+func rewritable(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

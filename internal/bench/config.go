@@ -58,9 +58,12 @@ type Config struct {
 	// machine: the result then reports its CPU time and memory.
 	ServerPID int
 
-	// Progress receives a live progress line every second (rewritten with
-	// \r). Nil: no progress.
+	// Progress receives a live progress line every second, rewritten in
+	// place with \r. Nil: no progress.
 	Progress io.Writer
+	// ProgressLines writes each progress update on a line of its own
+	// instead, for a Progress that is a log file rather than a terminal.
+	ProgressLines bool
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	})
 	defer shutdown()
 
-	progress := newProgress(cfg.Progress)
+	progress := newProgress(cfg.Progress, cfg.ProgressLines)
 	defer progress.stop()
 	progress.connecting(0, cfg.Subs+cfg.Pubs)
 	connectStart := time.Now()

@@ -59,7 +59,7 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 	})
 	defer shutdown()
 
-	progress := newProgress(cfg.Progress)
+	progress := newProgress(cfg.Progress, cfg.ProgressLines)
 	defer progress.stop()
 	start := time.Now()
 	sem := make(chan struct{}, cfg.ConnectConcurrency)

@@ -10,7 +10,8 @@ import (
 // progress prints one live status line, rewritten in place with \r. All
 // methods are safe on a progress with no writer, and after stop.
 type progress struct {
-	w io.Writer
+	w     io.Writer
+	lines bool // one line per update instead of \r
 
 	mu        sync.Mutex
 	printed   bool      // guarded by mu: a line is on screen
@@ -22,8 +23,8 @@ type progress struct {
 	wg   sync.WaitGroup // the ticker goroutine, if any
 }
 
-func newProgress(w io.Writer) *progress {
-	return &progress{w: w, quit: make(chan struct{})}
+func newProgress(w io.Writer, lines bool) *progress {
+	return &progress{w: w, lines: lines, quit: make(chan struct{})}
 }
 
 func (p *progress) line(force bool, format string, args ...any) {
@@ -32,10 +33,18 @@ func (p *progress) line(force bool, format string, args ...any) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped || !force && time.Since(p.lastPrint) < 200*time.Millisecond {
+	every := 200 * time.Millisecond
+	if p.lines {
+		every = time.Second
+	}
+	if p.stopped || !force && time.Since(p.lastPrint) < every {
 		return
 	}
 	p.lastPrint = time.Now()
+	if p.lines {
+		fmt.Fprintf(p.w, format+"\n", args...)
+		return
+	}
 	p.printed = true
 	fmt.Fprintf(p.w, "\r%-78s", fmt.Sprintf(format, args...))
 }
