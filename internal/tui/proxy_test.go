@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"sync"
@@ -19,6 +21,25 @@ type gate struct {
 	mu    sync.Mutex
 	shut  bool
 	conns map[net.Conn]struct{}
+	sent  []*lockedBuffer // what each client sent, in the order they came
+}
+
+// lockedBuffer is a bytes.Buffer that a pipe writes while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }
 
 func newGate(t *testing.T, target string) *gate {
@@ -71,23 +92,78 @@ func (g *gate) accept() {
 			c.Close()
 			continue
 		}
+		sent := &lockedBuffer{}
 		g.mu.Lock()
 		g.conns[c], g.conns[up] = struct{}{}, struct{}{}
+		g.sent = append(g.sent, sent)
 		g.mu.Unlock()
 		g.wg.Add(2)
-		go g.pipe(c, up)
-		go g.pipe(up, c)
+		go g.pipe(c, up, nil)
+		go g.pipe(up, c, sent)
 	}
 }
 
-// pipe copies one way; when either side ends, both close.
-func (g *gate) pipe(dst, src net.Conn) {
+// pipe copies one way, keeping a copy in tee if not nil; when either side
+// ends, both close.
+func (g *gate) pipe(dst, src net.Conn, tee io.Writer) {
 	defer g.wg.Done()
-	io.Copy(dst, src)
+	var r io.Reader = src
+	if tee != nil {
+		r = io.TeeReader(src, tee)
+	}
+	io.Copy(dst, r)
 	dst.Close()
 	src.Close()
 	g.mu.Lock()
 	delete(g.conns, dst)
 	delete(g.conns, src)
 	g.mu.Unlock()
+}
+
+// lastCloseCode reads the WebSocket frames the last client sent (after its
+// HTTP upgrade request) and returns the code of its close frame: -1 when it
+// sent none, 0 when the close frame had no code.
+func (g *gate) lastCloseCode(t *testing.T) int {
+	t.Helper()
+	g.mu.Lock()
+	if len(g.sent) == 0 {
+		g.mu.Unlock()
+		return -1
+	}
+	b := g.sent[len(g.sent)-1].bytes()
+	g.mu.Unlock()
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		t.Fatalf("no upgrade request in %q", b)
+	}
+	b = b[end+4:]
+	for len(b) >= 2 {
+		opcode, masked, n := b[0]&0x0f, b[1]&0x80 != 0, uint64(b[1]&0x7f)
+		b = b[2:]
+		switch n {
+		case 126:
+			n, b = uint64(binary.BigEndian.Uint16(b)), b[2:]
+		case 127:
+			n, b = binary.BigEndian.Uint64(b), b[8:]
+		}
+		var key []byte
+		if masked {
+			key, b = b[:4], b[4:]
+		}
+		if uint64(len(b)) < n {
+			t.Fatalf("a frame of %d bytes is cut at %d", n, len(b))
+		}
+		payload := bytes.Clone(b[:n])
+		b = b[n:]
+		for i := range payload {
+			payload[i] ^= key[i%4]
+		}
+		if opcode == 0x8 {
+			if len(payload) < 2 {
+				return 0
+			}
+			return int(binary.BigEndian.Uint16(payload))
+		}
+	}
+	return -1
 }

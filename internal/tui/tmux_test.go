@@ -115,7 +115,7 @@ func (tm *terminal) startChat(url, nick string, rooms ...string) {
 	}
 	tm.typeLine(fmt.Sprintf(`S=$(stty -g); PARLEY_TUI_CHILD=1 PARLEY_TUI_URL=%s PARLEY_TUI_NICK=%s PARLEY_TUI_ROOMS=%s %s; echo EXIT=$?; [ "$(stty -g)" = "$S" ] && echo TTY=restored`,
 		url, nick, strings.Join(rooms, ","), exe))
-	tm.waitText("● connected", "nick "+nick, "#"+rooms[0]+">", "members (")
+	tm.waitText("● connected", "#"+rooms[0]+">", "members (")
 }
 
 // waitExit waits for the chat to end with 0 and the terminal as it was.
@@ -169,8 +169,10 @@ func say(t *testing.T, c *client.Client, room string, lines ...string) {
 func TestTmuxChat(t *testing.T) {
 	t.Parallel()
 	n := parleytest.Start(t)
+	g := newGate(t, n.Addr) // to read alice's close frame
 	tm := newTerminal(t)
-	tm.startChat(n.URL, "alice", "lobby")
+	tm.startChat(g.URL(), "alice", "lobby")
+	tm.waitText("│ nick alice │")
 
 	tm.typeLine("hello from alice")
 	tm.waitText("alice: hello from alice")
@@ -194,6 +196,24 @@ func TestTmuxChat(t *testing.T) {
 	tm.keys("C-u")
 
 	tm.keys("C-c")
+	tm.waitExit()
+	if code := g.lastCloseCode(t); code != 1000 {
+		t.Fatalf("alice closed with %d, want 1000", code)
+	}
+}
+
+func TestTmuxNickTaken(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t)
+	dial(t, n.URL, "alice", "lobby")
+	tm := newTerminal(t)
+	tm.startChat(n.URL, "alice", "lobby")
+	tm.waitText(`nick "alice" is taken; you are a guest: choose another with /nick NAME`, "nick guest-")
+	tm.typeLine("/nick alice")
+	tm.waitText(`nick "alice" is taken; choose another with /nick NAME`)
+	tm.typeLine("/nick alice2")
+	tm.waitText("you are now known as alice2", "│ nick alice2 │")
+	tm.typeLine("/quit")
 	tm.waitExit()
 }
 
