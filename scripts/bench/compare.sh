@@ -6,6 +6,7 @@
 #
 #   scripts/bench/compare.sh            # all loads, 3 runs each
 #   RUNS=5 LOADS="a b" scripts/bench/compare.sh
+#   REV=abc1234 scripts/bench/compare.sh   # parley as of another commit
 #
 # Raw results (one JSON line per run) go to $OUT (default /tmp/parley-bench).
 set -euo pipefail
@@ -28,9 +29,15 @@ if [ "$(ulimit -n)" -lt $((IDLE + 500)) ]; then
 	exit 1
 fi
 
-# Build parley and gorilla's chat example. The example is built from its
-# module in a temporary module; its code never enters this repository.
-go build -o "$OUT/parley" ./cmd/parley
+# Build parley from a commit (default HEAD), not the work tree, so what is
+# measured is what is committed; and gorilla's chat example, from its module
+# in a temporary module: its code never enters this repository.
+REV=${REV:-HEAD}
+commit=$(git rev-parse --short "$REV")
+src=$(mktemp -d)
+git archive "$REV" | tar -x -C "$src"
+(cd "$src" && go build -o "$OUT/parley" ./cmd/parley)
+rm -rf "$src"
 if [ ! -x "$OUT/gorilla-chat" ]; then
 	mod=$(mktemp -d)
 	cat >"$mod/go.mod" <<'EOF'
@@ -121,6 +128,7 @@ for load in $LOADS; do
 	done
 done
 
+echo "parley $commit, $(go version | cut -d' ' -f3)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
 echo "runs per cell: $RUNS (median shown); raw results: $OUT/results.jsonl"
 jq -rs -f scripts/bench/medians.jq "$OUT/results.jsonl"
