@@ -445,8 +445,12 @@ func TestClusterFailover(t *testing.T) {
 			s.Stop()
 		}
 	}
+	stopped := time.Now()
 	for i := 20; i < 40; i++ {
 		appendRetry([]*Broker{b0, b1}[i%2], i)
+		if i == 20 {
+			t.Logf("first append after the leader stopped: %v", time.Since(stopped).Round(time.Millisecond))
+		}
 	}
 	if !slices.IsSorted(acked) {
 		t.Fatalf("acked ids not growing: %v", acked)
@@ -462,6 +466,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	for i := range got {
 		waitFor(t, 30*time.Second, fmt.Sprint("node ", i, " delivery"), func() bool { return len(lobby(got[i].all())) >= len(acked) })
+		t.Logf("node %d delivered everything %v after the leader stopped", i, time.Since(stopped).Round(time.Millisecond))
 		if d := lobby(got[i].all()); !slices.Equal(d, acked) {
 			t.Fatalf("node %d delivered %v, acked %v", i, d, acked)
 		}
