@@ -114,7 +114,7 @@ type run struct {
 	closing    atomic.Bool  // set before we close connections
 	pubDropped atomic.Int32 // publisher connections that ended before we closed them
 	errs       errorLog     // errors the server sent, and failed connections
-	connect    histogram    // guarded by connectMu
+	connect    histogram    // guarded by connMu
 	connMu     sync.Mutex
 }
 
@@ -133,6 +133,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Subs == 0 || cfg.Pubs == 0 {
 		return nil, errors.New("a fan-out run needs subscribers and publishers")
+	}
+	if cfg.ServerPID > 0 {
+		// Find a wrong pid before connecting a thousand clients.
+		if _, err := readProc(cfg.ServerPID); err != nil {
+			return nil, err
+		}
 	}
 	d, err := newDialer(cfg.URL, cfg.Text, cfg.Subs+cfg.Pubs, cfg.ConnectTimeout)
 	if err != nil {
