@@ -457,3 +457,41 @@ func TestResize(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkView draws the screen of a room holding 10,000 messages, after
+// a new message (the rows of the others are cached).
+func BenchmarkView(b *testing.B) {
+	rec := &recorder{}
+	m := newModel(rec, "ws://127.0.0.1:1/", "alice", []string{"lobby"})
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	batch := make(eventsMsg, 0, 10000)
+	for id := uint64(1); id <= 10000; id++ {
+		batch = append(batch, client.Event{Event: msg("lobby", id, fmt.Sprintf("user%d", id%50), strings.Repeat("some words ", 1+int(id%12)))})
+	}
+	m.Update(batch)
+	b.ReportAllocs()
+	id := uint64(10000)
+	for b.Loop() {
+		id++
+		m.Update(eventsMsg{{Event: msg("lobby", id, "bob", "one more message")}})
+		_ = m.View()
+	}
+}
+
+// BenchmarkEvents applies a batch of 512 messages (the pump's largest) to
+// a room that is not shown.
+func BenchmarkEvents(b *testing.B) {
+	rec := &recorder{}
+	m := newModel(rec, "ws://127.0.0.1:1/", "alice", []string{"lobby", "dev"})
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	b.ReportAllocs()
+	id := uint64(0)
+	for b.Loop() {
+		batch := make(eventsMsg, maxBatch)
+		for i := range batch {
+			id++
+			batch[i] = client.Event{Event: msg("dev", id, "bob", "a message of some length")}
+		}
+		m.Update(batch)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
+
 	"parley/internal/client"
 	"parley/internal/parleytest"
 	"parley/internal/server"
@@ -189,6 +191,20 @@ func TestTmuxChat(t *testing.T) {
 	if !strings.Contains(s, "alice: hello from alice") || !strings.Contains(s, "[2J") {
 		t.Fatalf("the escapes acted on the terminal:\n%s", s)
 	}
+
+	// It follows the terminal's size: at 70 columns the members column
+	// gives way, and the lines wrap anew.
+	tm.tmux("resize-window", "-t", "t", "-x", "70", "-y", "20")
+	s = tm.waitFor("the narrow layout", func(s string) bool {
+		return !strings.Contains(s, "members (") && strings.Contains(s, "alice: hello from alice")
+	})
+	for i, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if w := ansi.StringWidth(line); w > 70 || i >= 20 {
+			t.Fatalf("line %d is %d wide on a 70x20 screen:\n%s", i, w, s)
+		}
+	}
+	tm.tmux("resize-window", "-t", "t", "-x", fmt.Sprint(termWidth), "-y", fmt.Sprint(termHeight))
+	tm.waitText("members (2)")
 
 	// Up recalls the line sent.
 	tm.keys("Up")

@@ -136,7 +136,7 @@ func drawEntry(e *entry, width int, st *styles) []string {
 		} else {
 			row = strings.Repeat(" ", stampWidth) + row
 		}
-		rows[i] = row
+		rows[i] = pad(row, width) // once here, not on every frame
 	}
 	return rows
 }
@@ -174,7 +174,7 @@ func (m *model) scrollback(r *room, w, h int) []string {
 		}
 	}
 	if len(rev) < need {
-		rev = append(rev, m.topLine(r))
+		rev = append(rev, pad(m.topLine(r), w))
 	}
 	if r.offset > len(rev)-h {
 		r.offset = max(len(rev)-h, 0)
@@ -183,7 +183,7 @@ func (m *model) scrollback(r *room, w, h int) []string {
 	for i := range out {
 		k := r.offset + h - 1 - i
 		if k < len(rev) {
-			out[i] = pad(rev[k], w)
+			out[i] = rev[k]
 		} else {
 			out[i] = strings.Repeat(" ", w)
 		}
