@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 
@@ -89,6 +90,10 @@ func Run(ctx context.Context, url string, opts Options) error {
 		pump(c.Events(), p.Send)
 	}()
 	_, err = p.Run()
+	if m.err == nil {
+		// A line typed just before /quit should still go out.
+		flush(c)
+	}
 	// Close before waiting: it ends Events, which ends the pump (p.Send
 	// does nothing once the program has ended).
 	cerr := c.Close()
@@ -102,6 +107,21 @@ func Run(ctx context.Context, url string, opts Options) error {
 		return cerr
 	}
 	return fmt.Errorf("terminal: %w", err)
+}
+
+// flushTimeout bounds how long quitting waits for the server to answer
+// what is still pending.
+const flushTimeout = 2 * time.Second
+
+// flush waits, connected, a little for the answers to what was sent.
+// While reconnecting it does not: the user asked to leave.
+func flush(c *client.Client) {
+	if st := c.Status(); st.State != client.StateConnected || st.Pending == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	c.Flush(ctx)
 }
 
 // maxBatch bounds how many events one eventsMsg carries.

@@ -2,7 +2,9 @@ package tui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -262,8 +264,24 @@ func TestTmuxRooms(t *testing.T) {
 		t.Fatalf("dev still counts unread messages:\n%s", s)
 	}
 
-	tm.typeLine("/quit")
+	// A line typed right before /quit still goes out.
+	tm.tmux("send-keys", "-t", "t", "-l", "last words")
+	tm.keys("Enter")
+	tm.tmux("send-keys", "-t", "t", "-l", "/quit")
+	tm.keys("Enter")
 	tm.waitExit()
+	resp, err := http.Get(n.HTTP + "/api/rooms/dev/messages?limit=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct{ Messages []struct{ From, Text string } }
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 1 || page.Messages[0].Text != "last words" || page.Messages[0].From != "alice" {
+		t.Fatalf("the last message of dev is %+v, want alice's last words", page.Messages)
+	}
 }
 
 func TestTmuxRestart(t *testing.T) {
