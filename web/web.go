@@ -1,6 +1,6 @@
-// Package web is parley's web page: one HTML file, one script and one style
-// sheet, embedded in the binary with go:embed, so the page needs no build
-// step and no other host (no CDN, no web fonts).
+// Package web is parley's web page: one HTML file, three small ES modules
+// and a style sheet, embedded in the binary with go:embed, so the page needs
+// no build step and no other host (no CDN, no web fonts).
 //
 // Handler serves them with a strict Content-Security-Policy. The page talks
 // to the server only over the WebSocket at /ws (subprotocol parley.v1) and
@@ -50,7 +50,8 @@ type handler struct {
 }
 
 // Handler serves the page at "/" (and "/index.html") and its assets under
-// AssetPrefix ("/assets/app.js", "/assets/style.css", "/assets/icon.svg"),
+// AssetPrefix ("/assets/app.js", "/assets/dom.js", "/assets/commands.js",
+// "/assets/style.css", "/assets/icon.svg"),
 // for GET and HEAD, with the security headers on every response (also on
 // errors). Any other path answers 404 and any other method 405.
 func Handler() http.Handler {

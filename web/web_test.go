@@ -69,9 +69,11 @@ func TestHandlerServesPageAndAssets(t *testing.T) {
 	for _, tc := range []struct {
 		path, ctype, contains string
 	}{
-		{"/", "text/html; charset=utf-8", `<script src="/assets/app.js" defer></script>`},
+		{"/", "text/html; charset=utf-8", `<script type="module" src="/assets/app.js"></script>`},
 		{"/index.html", "text/html; charset=utf-8", "<title>parley</title>"},
 		{"/assets/app.js", "text/javascript; charset=utf-8", "parley.v1"},
+		{"/assets/dom.js", "text/javascript; charset=utf-8", "noopener noreferrer"},
+		{"/assets/commands.js", "text/javascript; charset=utf-8", "parseInput"},
 		{"/assets/style.css", "text/css; charset=utf-8", "prefers-color-scheme: dark"},
 		{"/assets/icon.svg", "image/svg+xml", "<svg"},
 	} {
@@ -148,14 +150,22 @@ func TestPageHasNoInlineCodeAndNoHTMLSinks(t *testing.T) {
 		}
 	}
 
-	_, js := get(t, srv, http.MethodGet, "/assets/app.js", nil)
-	for _, sink := range []string{
-		"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-		"new Function", "createContextualFragment", "DOMParser", "setAttribute('style'",
-		"javascript:",
-	} {
-		if strings.Contains(js, sink) {
-			t.Errorf("app.js uses %s", sink)
+	for _, name := range []string{"app.js", "dom.js", "commands.js"} {
+		_, js := get(t, srv, http.MethodGet, "/assets/"+name, nil)
+		for _, sink := range []string{
+			"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+			"new Function", "createContextualFragment", "DOMParser", "setAttribute('style'",
+			"javascript:", "import(", "http://", "https://",
+		} {
+			if strings.Contains(js, sink) {
+				t.Errorf("%s uses %s", name, sink)
+			}
+		}
+		// Modules import only each other, by relative path.
+		for _, m := range regexp.MustCompile(`from '([^']*)'`).FindAllStringSubmatch(js, -1) {
+			if !strings.HasPrefix(m[1], "./") {
+				t.Errorf("%s imports %s", name, m[1])
+			}
 		}
 	}
 	_, css := get(t, srv, http.MethodGet, "/assets/style.css", nil)

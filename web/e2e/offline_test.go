@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -55,6 +57,8 @@ func TestPageWithoutServer(t *testing.T) {
 		t.Errorf("input after a bad command = %q, want it kept", got)
 	}
 
+	checkParseInput(t, p)
+
 	if eval[bool](p, `window.__pwned === 1`) || p.dialogCount() != 0 {
 		t.Error("user text ran script")
 	}
@@ -63,5 +67,50 @@ func TestPageWithoutServer(t *testing.T) {
 	}
 	if v := p.consoleMatching("exception"); len(v) > 0 {
 		t.Errorf("exceptions: %q", v)
+	}
+}
+
+// parseInput reads typed lines as the terminal client does.
+func checkParseInput(t *testing.T, p *tab) {
+	t.Helper()
+	cases := []struct{ in, want string }{
+		{"", `{"kind":"empty"}`},
+		{"   ", `{"kind":"empty"}`},
+		{"hi there", `{"kind":"say","text":"hi there"}`},
+		{"  keeps spaces  ", `{"kind":"say","text":"  keeps spaces  "}`},
+		{"two\nlines", `{"kind":"say","text":"two\nlines"}`},
+		{"//me is not a command", `{"kind":"say","text":"/me is not a command"}`},
+		{"/me waves  ", `{"kind":"me","text":"waves"}`},
+		{"/ME shouts", `{"kind":"me","text":"shouts"}`},
+		{"/me", `{"kind":"error","message":"! usage: /me ACTION"}`},
+		{"/nick bob_2", `{"kind":"nick","nick":"bob_2"}`},
+		{"/nick bad nick", `{"kind":"error","message":"! usage: /nick NAME (1-32 letters, digits, - or _)"}`},
+		{"/join #Dev", `{"kind":"join","room":"Dev"}`},
+		{"/join dev extra", `{"kind":"join","room":"dev"}`},
+		{"/join", `{"kind":"error","message":"! usage: /join ROOM"}`},
+		{"/join no.dots", `{"kind":"error","message":"! \"no.dots\" is not a room name (1-32 letters, digits, - or _)"}`},
+		{"/leave", `{"kind":"leave","room":""}`},
+		{"/leave #dev", `{"kind":"leave","room":"dev"}`},
+		{"/part dev", `{"kind":"leave","room":"dev"}`},
+		{"/who", `{"kind":"who","room":""}`},
+		{"/who lobby", `{"kind":"who","room":"lobby"}`},
+		{"/rooms", `{"kind":"rooms"}`},
+		{"/help", `{"kind":"help"}`},
+		{"/", `{"kind":"error","message":"! unknown command / (type /help for the list)"}`},
+		{"/quit", `{"kind":"error","message":"! unknown command /quit (type /help for the list)"}`},
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, waitFor)
+	defer cancel()
+	for _, c := range cases {
+		in, _ := json.Marshal(c.in)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`import('/assets/commands.js').then((m) => JSON.stringify(m.parseInput(`+string(in)+`)))`,
+			chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("parseInput(%q) = %s, want %s", c.in, got, c.want)
+		}
 	}
 }
