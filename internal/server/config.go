@@ -52,6 +52,9 @@ type Config struct {
 	Node string
 	// Version is sent in welcome events.
 	Version string
+	// Presence shares nicks, members and notices with the other nodes of
+	// a cluster. Default nil: this node alone.
+	Presence Presence
 	// Page serves GET requests that are not WebSocket upgrades at "/" and
 	// every path the server does not own. Default: a short page that says
 	// how to connect.

@@ -151,7 +151,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		format = protocol.JSON
 	}
 	ss := &session{
-		srv: s, conn: conn, format: format, remote: r.RemoteAddr,
+		srv: s, id: sessionID(s.nextID.Add(1)), conn: conn, format: format, remote: r.RemoteAddr,
 		rooms:     make(map[string]string),
 		sends:     rate.NewLimiter(s.cfg.Rate, s.cfg.Burst),
 		cmds:      rate.NewLimiter(s.cfg.Rate*5, max(s.cfg.Burst*5, s.cfg.MaxRooms)),

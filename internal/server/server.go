@@ -62,7 +62,9 @@ type Server struct {
 	baseCtx context.Context // canceled by Shutdown once sessions are gone
 	cancel  context.CancelFunc
 
-	conns atomic.Int64 // open WebSocket connections
+	conns  atomic.Int64  // open WebSocket connections
+	nextID atomic.Uint64 // session ids
+	roster roster        // immutable after New
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // guarded by mu
@@ -91,6 +93,10 @@ func New(cfg Config, h *hub.Hub, b Broker, log *slog.Logger) *Server {
 		pingerDone: make(chan struct{}),
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.roster = localRoster{hub: h}
+	if cfg.Presence != nil {
+		s.roster = clusterRoster{p: cfg.Presence, srv: s}
+	}
 	s.metrics = newMetrics(func() float64 { return float64(h.RoomCount()) })
 	s.mux = s.routes()
 	s.http = &http.Server{

@@ -26,6 +26,7 @@ import (
 // is the only goroutine that writes the socket.
 type session struct {
 	srv    *Server  // immutable after newSession
+	id     string   // unique on this server, for cluster presence
 	conn   net.Conn // immutable; closed by run, or by the flusher on a failed write
 	format protocol.Format
 	remote string
@@ -160,10 +161,16 @@ func (s *session) welcome(opts connectOptions) {
 	case opts.nick == "":
 	case chat.ValidName(opts.nick) != nil:
 		nickErr = protocol.Errorf(protocol.CodeBadNick, "nick %q is invalid: it %v; you are %%s", shorten(opts.nick), chat.ValidName(opts.nick))
-	case !s.srv.hub.ClaimNick(opts.nick, "", s):
-		nickErr = protocol.Errorf(protocol.CodeNickTaken, "nick %q is taken; you are %%s", opts.nick)
 	default:
-		s.setNick(opts.nick)
+		if err := s.srv.roster.claimNick(s, opts.nick, ""); err != nil {
+			code := protocol.CodeNickTaken
+			if !errors.Is(err, errNickTaken) {
+				code = protocol.CodeInternal
+			}
+			nickErr = protocol.Errorf(code, "nick %q is taken; you are %%s", opts.nick)
+		} else {
+			s.setNick(opts.nick)
+		}
 	}
 	if s.nick == "" {
 		s.setNick(s.srv.guestNick(s))
@@ -350,13 +357,12 @@ func (s *session) finish() {
 	s.mu.Unlock()
 	s.conn.Close()
 	s.writers.Wait()
-	ts := protocol.Now()
 	for _, key := range s.order {
 		room := s.rooms[key]
 		s.srv.hub.Leave(room, s)
-		s.srv.hub.Notify(protocol.Event{Type: protocol.EvLeave, Room: room, Nick: s.nick, TS: ts})
+		s.srv.roster.left(s, room)
 	}
-	s.srv.hub.ReleaseNick(s.nick, s)
+	s.srv.roster.releaseNick(s, s.nick)
 	s.srv.removeSession(s)
 	s.mu.Lock()
 	reason := s.endReason
@@ -471,7 +477,7 @@ func (s *session) join(c *protocol.Command) *protocol.Error {
 	s.switchTo(display)
 	s.ack(c, display, 0)
 	s.push(item{job: &catchup{room: display, key: key, since: c.Since, epoch: c.Epoch, variant: s.variantFor(display)}})
-	s.srv.hub.Notify(protocol.Event{Type: protocol.EvJoin, Room: display, Nick: s.nick, TS: protocol.Now()})
+	s.srv.roster.joined(s, display)
 	return nil
 }
 
@@ -510,7 +516,7 @@ func (s *session) handleLeave(c *protocol.Command) *protocol.Error {
 		s.send(ev)
 	}
 	s.ack(c, room, 0)
-	s.srv.hub.Notify(ev)
+	s.srv.roster.left(s, room)
 	if chat.FoldName(s.currentRoom()) == key {
 		next := ""
 		if n := len(s.order); n > 0 {
@@ -530,18 +536,22 @@ func (s *session) handleNick(c *protocol.Command) *protocol.Error {
 		s.ack(c, "", 0)
 		return nil
 	}
-	if !s.srv.hub.ClaimNick(c.Nick, old, s) {
-		return protocol.Errorf(protocol.CodeNickTaken, "nick %q is taken", c.Nick)
+	if err := s.srv.roster.claimNick(s, c.Nick, old); err != nil {
+		if errors.Is(err, errNickTaken) {
+			return protocol.Errorf(protocol.CodeNickTaken, "nick %q is taken", c.Nick)
+		}
+		return protocol.Errorf(protocol.CodeInternal, "%v", err)
 	}
 	s.setNick(c.Nick)
 	s.ack(c, "", 0)
-	ts := protocol.Now()
 	if len(s.order) == 0 {
-		s.send(protocol.Event{Type: protocol.EvNick, Old: old, Nick: c.Nick, TS: ts})
+		s.send(protocol.Event{Type: protocol.EvNick, Old: old, Nick: c.Nick, TS: protocol.Now()})
 	}
+	rooms := make([]string, 0, len(s.order))
 	for _, key := range s.order {
-		s.srv.hub.Notify(protocol.Event{Type: protocol.EvNick, Room: s.rooms[key], Old: old, Nick: c.Nick, TS: ts})
+		rooms = append(rooms, s.rooms[key])
 	}
+	s.srv.roster.renamed(s, rooms, old, c.Nick)
 	return nil
 }
 
@@ -553,12 +563,20 @@ func (s *session) handleWho(c *protocol.Command) *protocol.Error {
 		}
 	}
 	room = s.srv.hub.Display(room)
-	s.send(protocol.Event{Type: protocol.EvWho, Ref: c.Ref, Room: room, Members: s.srv.hub.Members(room)})
+	members, err := s.srv.roster.members(room)
+	if err != nil {
+		return &protocol.Error{Code: protocol.CodeInternal, Message: "could not list the members: " + err.Error(), Room: room}
+	}
+	s.send(protocol.Event{Type: protocol.EvWho, Ref: c.Ref, Room: room, Members: members})
 	return nil
 }
 
 func (s *session) handleRooms(c *protocol.Command) *protocol.Error {
-	s.send(protocol.Event{Type: protocol.EvRooms, Ref: c.Ref, Rooms: s.srv.hub.Rooms()})
+	rooms, err := s.srv.roster.rooms()
+	if err != nil {
+		return protocol.Errorf(protocol.CodeInternal, "could not list the rooms: %v", err)
+	}
+	s.send(protocol.Event{Type: protocol.EvRooms, Ref: c.Ref, Rooms: rooms})
 	return nil
 }
 
@@ -585,8 +603,8 @@ func (s *session) handleHelp(c *protocol.Command) *protocol.Error {
 	return nil
 }
 
-// guestNick picks a free guest-NNNN nick for sub.
-func (srv *Server) guestNick(sub hub.Subscriber) string {
+// guestNick picks a free guest-NNNN nick for s.
+func (srv *Server) guestNick(s *session) string {
 	for digits := 4; ; digits++ {
 		limit := 1
 		for range digits {
@@ -594,9 +612,14 @@ func (srv *Server) guestNick(sub hub.Subscriber) string {
 		}
 		for range 20 {
 			n := fmt.Sprintf("guest-%0*d", digits, rand.IntN(limit))
-			if srv.hub.ClaimNick(n, "", sub) {
+			if srv.roster.claimNick(s, n, "") == nil {
 				return n
 			}
+		}
+		if digits > 12 {
+			// Nicks cannot be claimed at all (the cluster is unreachable):
+			// go on with one made from the session id rather than loop.
+			return "guest-" + s.id
 		}
 	}
 }
