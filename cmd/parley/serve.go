@@ -15,7 +15,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"parley/internal/broker/local"
+	natsbroker "parley/internal/broker/nats"
 	"parley/internal/hub"
+	"parley/internal/presence"
 	"parley/internal/server"
 	"parley/web"
 )
@@ -32,6 +34,7 @@ type serveOptions struct {
 	retainMessages  int
 	retainAge       time.Duration
 	noticeThreshold int
+	nats            natsbroker.Config
 	cfg             server.Config
 }
 
@@ -57,6 +60,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.DurationVar(&o.retainAge, "retain-age", 30*24*time.Hour, "how long messages are kept")
 	fs.IntVar(&o.noticeThreshold, "notice-threshold", 100, "room size above which join and leave notices are not broadcast")
 	fs.StringVar(&o.cfg.Node, "node", "", "this node's name, sent in welcome (default the host name)")
+	fs.StringVar(&o.nats.URL, "nats", "", "run as one node of a cluster on this NATS server (nats://host:4222, comma-separated for several); default: the embedded store")
+	fs.StringVar(&o.nats.Stream, "nats-stream", "PARLEY", "JetStream stream that holds every room's log")
+	fs.IntVar(&o.nats.Replicas, "nats-replicas", 1, "replicas of the stream and the presence bucket (1, 3 or 5 on a NATS cluster)")
+	fs.DurationVar(&o.nats.DedupeWindow, "nats-dedupe-window", 2*time.Minute, "how long a send retried with the same ref is stored once")
+	fs.BoolVar(&o.nats.Wait, "nats-wait", false, "keep retrying until NATS is reachable at start, instead of failing")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM): serve wss:// and https://")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
@@ -111,13 +119,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o.cfg.Page = web.Handler()
 
 	h := hub.New(hub.Config{Encode: server.Encode, NoticeThreshold: o.noticeThreshold, Logger: log})
-	b, err := local.Open(ctx, local.Config{
-		Path: o.db, RetainMessages: o.retainMessages, RetainAge: o.retainAge, Logger: log,
-	}, h.Deliver)
-	if err != nil {
-		return fmt.Errorf("cannot open the database: %w", err)
+	var b server.Broker
+	store := o.db
+	if o.nats.URL == "" {
+		lb, err := local.Open(ctx, local.Config{
+			Path: o.db, RetainMessages: o.retainMessages, RetainAge: o.retainAge, Logger: log,
+		}, h.Deliver)
+		if err != nil {
+			return fmt.Errorf("cannot open the database: %w", err)
+		}
+		defer lb.Close()
+		b = lb
+	} else {
+		nb, p, err := openCluster(ctx, o, h, log)
+		if err != nil {
+			return err
+		}
+		defer nb.Close()
+		defer p.Close() // before the broker: it uses the broker's connection
+		b, store = nb, o.nats.URL
+		o.cfg.Presence = p
+		o.cfg.Node = nb.Node()
 	}
-	defer b.Close()
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -129,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		scheme = "wss"
 	}
 	addr := ln.Addr().String()
-	log.Info("parley listening", "addr", addr, "url", scheme+"://"+addr+"/", "db", o.db,
+	log.Info("parley listening", "addr", addr, "url", scheme+"://"+addr+"/", "store", store,
 		"connect", fmt.Sprintf("websocat %s://%s/  or  parley chat %s://%s/", scheme, addr, scheme, addr))
 
 	serveErr := make(chan error, 1)
@@ -156,4 +179,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openCluster connects this node to a NATS cluster: the room log and the
+// presence shared with the other nodes.
+func openCluster(ctx context.Context, o *serveOptions, h *hub.Hub, log *slog.Logger) (*natsbroker.Broker, *presence.Presence, error) {
+	cfg := o.nats
+	cfg.RetainMessages, cfg.RetainAge, cfg.Node, cfg.Logger = o.retainMessages, o.retainAge, o.cfg.Node, log
+	if cfg.Node != "" {
+		if err := natsbroker.ValidNode(cfg.Node); err != nil {
+			return nil, nil, fmt.Errorf("--node %q: %w", cfg.Node, err)
+		}
+	}
+	nb, err := natsbroker.Open(ctx, cfg, h.Deliver)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot use NATS at %s: %w", cfg.URL, err)
+	}
+	p, err := presence.Open(ctx, presence.Config{
+		Conn: nb.Conn(), Node: nb.Node(), Bucket: cfg.Stream + "_presence", Replicas: cfg.Replicas, Logger: log,
+	}, server.PresenceEvent(h))
+	if err != nil {
+		nb.Close()
+		return nil, nil, fmt.Errorf("cannot set up presence on NATS: %w", err)
+	}
+	return nb, p, nil
 }
