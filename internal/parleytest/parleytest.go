@@ -1,6 +1,7 @@
 // Package parleytest runs real parley nodes for tests: a hub, a server and
-// a local SQLite broker on a file, listening on 127.0.0.1. Nothing is
-// mocked; a Node is what `parley serve` runs, in-process.
+// a local SQLite broker on a file (or, WithNATS, the nats broker and
+// cluster presence), listening on 127.0.0.1. Nothing is mocked; a Node is
+// what `parley serve` runs, in-process.
 package parleytest
 
 import (
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"parley/internal/broker/local"
+	natsbroker "parley/internal/broker/nats"
 	"parley/internal/hub"
+	"parley/internal/presence"
 	"parley/internal/server"
 	"parley/web"
 )
@@ -33,19 +36,22 @@ type Node struct {
 	t    testing.TB
 	opts options
 
-	mu     sync.Mutex
-	srv    *server.Server
-	broker *local.Broker
-	done   chan error
+	mu       sync.Mutex
+	srv      *server.Server
+	broker   *local.Broker      // local nodes
+	nb       *natsbroker.Broker // cluster nodes
+	presence *presence.Presence // cluster nodes
+	done     chan error
 }
 
 type options struct {
-	db        string
-	config    func(*server.Config)
-	local     func(*local.Config)
-	hub       func(*hub.Config)
-	addr      string
-	noCleanup bool
+	db     string
+	config func(*server.Config)
+	local  func(*local.Config)
+	hub    func(*hub.Config)
+	addr   string
+	nats   string
+	node   string
 }
 
 // Option changes how Start runs a node.
@@ -62,6 +68,13 @@ func WithHub(f func(*hub.Config)) Option { return func(o *options) { o.hub = f }
 
 // WithDB sets the database path (default: a file in t.TempDir()).
 func WithDB(path string) Option { return func(o *options) { o.db = path } }
+
+// WithNATS makes the node one node of a cluster on the NATS server(s) at
+// url, with the nats broker and cluster presence instead of SQLite. name
+// is the node's name, unique in the cluster.
+func WithNATS(url, name string) Option {
+	return func(o *options) { o.nats, o.node = url, name }
+}
 
 // WithAddr sets the listen address (default 127.0.0.1:0).
 func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
@@ -101,16 +114,40 @@ func (n *Node) start(addr string) error {
 		return err
 	}
 	h := hub.New(n.hubConfig())
-	lc := local.Config{Path: n.opts.db}
-	if n.opts.local != nil {
-		n.opts.local(&lc)
-	}
-	b, err := local.Open(context.Background(), lc, h.Deliver)
-	if err != nil {
-		ln.Close()
-		return err
-	}
 	cfg := server.Config{Page: web.Handler(), Version: "test", Node: "test"}
+	var (
+		b  server.Broker
+		lb *local.Broker
+		nb *natsbroker.Broker
+		pr *presence.Presence
+	)
+	if n.opts.nats == "" {
+		lc := local.Config{Path: n.opts.db}
+		if n.opts.local != nil {
+			n.opts.local(&lc)
+		}
+		if lb, err = local.Open(context.Background(), lc, h.Deliver); err != nil {
+			ln.Close()
+			return err
+		}
+		b = lb
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		nb, err = natsbroker.Open(ctx, natsbroker.Config{URL: n.opts.nats, Node: n.opts.node}, h.Deliver)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		pr, err = presence.Open(ctx, presence.Config{Conn: nb.Conn(), Node: nb.Node()}, server.PresenceEvent(h))
+		if err != nil {
+			nb.Close()
+			ln.Close()
+			return err
+		}
+		b = nb
+		cfg.Presence, cfg.Node = pr, nb.Node()
+	}
 	if n.opts.config != nil {
 		n.opts.config(&cfg)
 	}
@@ -118,7 +155,7 @@ func (n *Node) start(addr string) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	n.mu.Lock()
-	n.srv, n.broker, n.done = srv, b, done
+	n.srv, n.broker, n.nb, n.presence, n.done = srv, lb, nb, pr, done
 	n.Addr = ln.Addr().String()
 	n.URL = "ws://" + n.Addr + "/"
 	n.HTTP = "http://" + n.Addr
@@ -141,7 +178,8 @@ func (n *Node) Server() *server.Server {
 	return n.srv
 }
 
-// Broker returns the running node's broker (nil when stopped).
+// Broker returns the running node's local broker (nil when stopped or on
+// a cluster node).
 func (n *Node) Broker() *local.Broker {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -151,23 +189,56 @@ func (n *Node) Broker() *local.Broker {
 // Stop shuts the node down gracefully (clients get 1001). It is safe to
 // call more than once.
 func (n *Node) Stop() {
+	n.stop(false)
+}
+
+// Crash stops the node as a killed process would look to others: clients
+// lose their connections without a close frame, and a cluster node's
+// presence is not cleaned up (the other nodes must notice it is gone).
+// Restart brings it back.
+func (n *Node) Crash() {
+	n.stop(true)
+}
+
+func (n *Node) stop(crash bool) {
 	n.mu.Lock()
-	srv, b, done := n.srv, n.broker, n.done
-	n.srv, n.broker = nil, nil
+	srv, lb, nb, pr, done := n.srv, n.broker, n.nb, n.presence, n.done
+	n.srv, n.broker, n.nb, n.presence = nil, nil, nil, nil
 	n.mu.Unlock()
 	if srv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		n.t.Errorf("parleytest: shutdown: %v", err)
+	if crash {
+		// Cut NATS first, so that nothing the node does while dying
+		// (leaves, releases) reaches the cluster.
+		if nb != nil {
+			nb.Conn().Close()
+		}
+		srv.Close()
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			n.t.Errorf("parleytest: shutdown: %v", err)
+		}
 	}
 	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		n.t.Errorf("parleytest: serve: %v", err)
 	}
-	if err := b.Close(); err != nil {
-		n.t.Errorf("parleytest: close broker: %v", err)
+	if pr != nil {
+		if err := pr.Close(); err != nil && !crash {
+			n.t.Errorf("parleytest: close presence: %v", err)
+		}
+	}
+	if nb != nil {
+		if err := nb.Close(); err != nil && !crash {
+			n.t.Errorf("parleytest: close nats broker: %v", err)
+		}
+	}
+	if lb != nil {
+		if err := lb.Close(); err != nil {
+			n.t.Errorf("parleytest: close broker: %v", err)
+		}
 	}
 }
 
