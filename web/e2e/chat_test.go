@@ -323,3 +323,31 @@ func TestPageStartsOverAfterEpochReset(t *testing.T) {
 		t.Errorf("after the reset the page shows %v, want only tom's new message", got)
 	}
 }
+
+// A page of older messages that cannot be loaded says so at the top, with a
+// button that tries again.
+func TestOlderPageFailureIsShownAndRetried(t *testing.T) {
+	t.Parallel()
+	node := parleytest.Start(t, parleytest.WithConfig(func(c *server.Config) { c.Rate = rate.Inf }))
+	seed(t, node.URL, "seeder", "lobby", "m", 120)
+	b := startBrowser(t)
+	ann := newTab(t, b, "ann")
+	ann.open(node.HTTP+"/", "ann")
+	ann.waitOnline()
+	ann.wait("the latest messages", `document.querySelector('.msg[data-id="120"]') !== null`)
+	shown := len(ann.messages("lobby"))
+	if shown >= 120 {
+		t.Fatalf("the page shows all %d messages on join; the test needs some left to load", shown)
+	}
+
+	node.Stop()
+	ann.wait("the offline state", `document.getElementById('conn').dataset.state !== 'online'`)
+	eval[bool](ann, `(() => { document.querySelector('.room-log[data-room="lobby"]').scrollTop = 0; return true; })()`)
+	ann.wait("the error at the top", `document.querySelector('.history-top').textContent.includes('could not load older messages')`)
+
+	node.Restart()
+	ann.waitOnline()
+	ann.do(chromedp.Click(chromedp.CSS(`.room-log[data-room="lobby"] .history-top button`)))
+	ann.wait("an older page", fmt.Sprintf(`document.querySelectorAll('.msg[data-id]').length > %d`, shown))
+	checkIDs(t, "ann", ann.messages("lobby"))
+}

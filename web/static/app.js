@@ -20,6 +20,8 @@ const BACKOFF_MAX_MS = 15000;   // cap of the retry delay
 const STABLE_MS = 10000;        // a connection up this long resets the backoff
 const RETRY_SEND_MS = 1500;     // resend after rate_limited / not_stored
 const HANDSHAKE_MS = 10000;     // give up on a connection not welcomed by then
+const OLDER_RETRY_MS = 5000;    // wait after a failed page of older messages
+const FILL_DELAY_MS = 200;      // quiet time before filling a short view
 const DEFAULT_MAX_BYTES = 8192; // frame limit until welcome says otherwise
 const LS_NICK = 'parley.nick';
 const LS_ROOMS = 'parley.rooms';
@@ -105,6 +107,10 @@ function newRoom(name) {
     ids: new Set(),     // ids shown
     more: true,         // older messages may exist
     loading: false,
+    olderError: '',     // why the last page of older messages failed
+    olderFailedAt: 0,
+    gen: 0,             // bumped by a reset: pages loaded before it are stale
+    fillTimer: 0,
     joined: false,      // joined on the current connection
     synced: false,      // joined once: a later join is a resume
     rejoin: false,      // the current join resumes an earlier one
@@ -162,6 +168,7 @@ function switchRoom(key) {
 }
 
 function removeRoom(r) {
+  clearTimeout(r.fillTimer);
   state.rooms.delete(r.key);
   r.log.remove();
   state.outbox = state.outbox.filter((it) => {
@@ -199,6 +206,14 @@ function fillTop(r) {
   r.top.replaceChildren();
   if (r.loading) {
     r.top.append(textEl('span', 'loading older messages…', 'muted'));
+  } else if (r.olderError) {
+    r.top.append(textEl('span', `could not load older messages (${r.olderError})`, 'error-text'));
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'link-btn';
+    b.textContent = 'try again';
+    b.addEventListener('click', () => { r.olderFailedAt = 0; loadOlder(r); });
+    r.top.append(b);
   } else if (!r.more) {
     r.top.append(textEl('span', `This is the beginning of #${r.name}.`, 'muted'));
   } else if (r.oldestId) {
@@ -325,7 +340,9 @@ function appendLive(r, el, isNew) {
     if (ui.newMarker.hidden) placeDivider(r, el);
     updateNewMarker();
   }
-  fillIfShort(r);
+  // Once a burst (the history of a join) has settled, fill the view.
+  clearTimeout(r.fillTimer);
+  r.fillTimer = setTimeout(() => fillIfShort(r), FILL_DELAY_MS);
 }
 
 // fillIfShort loads older pages while the room does not fill its view,
@@ -337,9 +354,12 @@ function fillIfShort(r) {
 
 async function loadOlder(r) {
   if (r.loading || !r.more || !r.oldestId) return;
+  // After a failure, scrolling at the top does not retry at once.
+  if (Date.now() - r.olderFailedAt < OLDER_RETRY_MS) return;
   r.loading = true;
   renderTop(r);
   const before = r.oldestId;
+  const gen = r.gen;
   const q = new URLSearchParams({ before: String(before), limit: String(PAGE_SIZE) });
   let ok = false;
   try {
@@ -347,7 +367,7 @@ async function loadOlder(r) {
       { headers: { Accept: 'application/json' }, cache: 'no-store' });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = await res.json();
-    if (state.rooms.get(r.key) !== r) return; // left meanwhile
+    if (state.rooms.get(r.key) !== r || r.gen !== gen) return; // left or reset meanwhile
     const msgs = (Array.isArray(body.messages) ? body.messages : [])
       .filter((m) => typeof m.id === 'number' && m.id < before && !r.ids.has(m.id))
       .sort((a, b) => a.id - b.id);
@@ -363,12 +383,14 @@ async function loadOlder(r) {
     if (msgs.length) r.oldestId = msgs[0].id;
     r.more = Boolean(body.more) && msgs.length > 0;
     r.loading = false;
+    r.olderError = '';
     renderTop(r);
     // Keep the messages the reader was looking at where they were.
     log.scrollTop = oldTop + (log.scrollHeight - oldHeight);
     ok = true;
   } catch (err) {
-    if (state.rooms.get(r.key) === r) appendLive(r, noticeEl(`! could not load older messages: ${err.message}`, 'error'), false);
+    r.olderError = err.message || String(err);
+    r.olderFailedAt = Date.now();
   } finally {
     r.loading = false;
     if (state.rooms.get(r.key) === r) renderTop(r);
@@ -451,7 +473,6 @@ function scheduleReconnect(why) {
   state.countdown = setInterval(tick, 1000);
   refreshConn = tick;
 }
-
 
 function retryNow() {
   if (state.ws || !state.nick) return;
@@ -660,7 +681,10 @@ function onReset(ev) {
   r.rejoin = false;
   r.divider = null;
   r.epoch = ev.epoch || '';
+  for (const el of r.pendingById.values()) el.remove(); // stored in the old log
   r.pendingById.clear();
+  r.gen++;
+  r.olderError = '';
   renderTop(r);
   appendLive(r, noticeEl(`! reset: the history of #${r.name} was reset; the latest messages follow`, 'error'), false);
 }
