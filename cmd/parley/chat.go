@@ -17,6 +17,7 @@ import (
 
 	"parley/internal/client"
 	"parley/internal/protocol"
+	"parley/internal/tui"
 )
 
 // chatOptions are parley chat's flags.
@@ -62,7 +63,7 @@ func chatFlags(stderr io.Writer) (*flag.FlagSet, *chatOptions) {
 	fs.Var(&o.rooms, "room", "room to join; may repeat (default lobby)")
 	fs.StringVar(&o.format, "format", "json", "wire format: json (parley.v1) or text (the server's own lines)")
 	fs.StringVar(&o.since, "since", "", "resume the first --room after this message `ID`")
-	fs.BoolVar(&o.plain, "plain", false, "line mode even on a terminal (the interactive UI is not built yet: always line mode)")
+	fs.BoolVar(&o.plain, "plain", false, "line mode even on a terminal (default: the full-screen UI when stdin and stdout are a terminal)")
 	fs.BoolVar(&o.json, "json", false, "one JSON command per input line, one JSON event per output line")
 	fs.BoolVar(&o.raw, "raw", false, "raw text frames, for any WebSocket server")
 	fs.BoolVar(&o.reconnect, "reconnect", true, "reconnect and resume when the connection drops")
@@ -145,13 +146,17 @@ func runChat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		opts.Since = map[string]uint64{opts.Rooms[0]: id}
 	}
-	// Branch point for the interactive mode, once internal/tui exists:
-	//
-	//	if !o.plain && !o.json && !o.raw && isTerminal(stdin) && isTerminal(stdout) {
-	//		return tui.Run(ctx, o.url, opts, ...)
-	//	}
-	//
-	// Until then a terminal gets line mode too.
+	// A person at a terminal gets the full-screen UI (it speaks JSON);
+	// scripts, pipes and --plain get line mode.
+	if !o.plain && !o.json && !o.raw && !opts.Text && isTerminal(stdin) && isTerminal(stdout) {
+		return tui.Run(ctx, o.url, tui.Options{
+			Nick:  o.nick,
+			Rooms: opts.Rooms,
+			Since: opts.Since,
+			In:    stdin,
+			Out:   stdout,
+		})
+	}
 
 	c, err := client.Dial(ctx, o.url, opts)
 	if err != nil {
