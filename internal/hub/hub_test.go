@@ -430,12 +430,23 @@ func TestNoticeThreshold(t *testing.T) {
 			t.Fatalf("NoticeThreshold -1: %s got %d notices", m.nick, count(m))
 		}
 	}
-	// Default 1000: a room of 50 gets notices.
+	// The default threshold is 100 (docs/protocol.md): a room of 100
+	// gets join notices, a room of 101 does not.
 	h3, _ := newHub(t, hub.Config{})
-	r := &recorder{nick: "r"}
-	h3.Join("lobby", r, hub.VariantJSON)
+	room := make([]*recorder, 101)
+	for i := range room {
+		room[i] = &recorder{nick: fmt.Sprint("d", i)}
+		if i < 100 {
+			h3.Join("lobby", room[i], hub.VariantJSON)
+		}
+	}
 	h3.Notify(notice(protocol.EvJoin, "lobby"))
-	if count(r) != 1 {
-		t.Fatal("default threshold suppressed a notice in a room of 1")
+	if count(room[0]) != 1 {
+		t.Fatal("default threshold suppressed a notice in a room of 100")
+	}
+	h3.Join("lobby", room[100], hub.VariantJSON)
+	h3.Notify(notice(protocol.EvJoin, "lobby"))
+	if count(room[0]) != 1 || count(room[100]) != 0 {
+		t.Fatal("default threshold: a join notice went to a room of 101")
 	}
 }
