@@ -51,6 +51,7 @@ type session struct {
 	writing     bool      // guarded by mu: a flusher is running
 	behind      bool      // guarded by mu: live frames were dropped; resync
 	behindSince time.Time // guarded by mu: when it first fell behind
+	lastWrite   time.Time // guarded by mu: when the flusher last took a batch
 	closing     bool      // guarded by mu: a close frame is queued
 	closeCode   int       // guarded by mu
 	dead        bool      // guarded by mu: the socket is unusable

@@ -122,8 +122,25 @@ func (s *session) kickLocked() {
 	if !s.writing {
 		s.writing = true
 		s.writers.Add(1)
+		if wait := s.coalesceLocked(); wait > 0 {
+			time.AfterFunc(wait, s.flush)
+			return
+		}
 		go s.flush()
 	}
+}
+
+// coalesceLocked says how long the flusher should wait before writing, so
+// that a busy connection gets its messages in fewer, larger writes: at
+// most one write per Config.WriteCoalesce while only live frames are
+// waiting. A connection that has been quiet writes at once, and answers
+// (acks, errors, pongs), a close or a filling queue are never held back.
+func (s *session) coalesceLocked() time.Duration {
+	w := s.srv.cfg.WriteCoalesce
+	if w <= 0 || s.behind || s.closing || len(s.queue) != s.live || s.live >= s.srv.cfg.SendQueue/2 {
+		return 0
+	}
+	return w - time.Since(s.lastWrite)
 }
 
 // flush is the writer goroutine: it drains the queue in batches until it
@@ -137,6 +154,14 @@ func (s *session) flush() {
 			s.writing = false
 			clear(s.queue)
 			s.queue = s.queue[:0]
+			s.mu.Unlock()
+			return
+		}
+		if wait := s.coalesceLocked(); wait > 0 && len(s.queue) > 0 {
+			// Come back when the window has passed; the queue keeps
+			// filling meanwhile and goes out in one write.
+			s.writers.Add(1)
+			time.AfterFunc(wait, s.flush)
 			s.mu.Unlock()
 			return
 		}
@@ -169,6 +194,7 @@ func (s *session) flush() {
 			return
 		}
 		batch, s.queue = s.queue, batch[:0]
+		s.lastWrite = time.Now()
 		s.live = 0
 		s.mu.Unlock()
 
