@@ -123,6 +123,8 @@ func TestUserTextIsOnlyText(t *testing.T) {
 	for _, s := range evil {
 		tom.write(s)
 	}
+	// The terminal's messages first, so the order below is known.
+	ann.wait("tom's messages", fmt.Sprintf(`document.querySelectorAll('.msg[data-id]').length >= %d`, len(evil)))
 	ann.typeLine(`<img src=x onerror=alert(2)> from the page`)
 	want := append(slices.Clone(evil), `<img src=x onerror=alert(2)> from the page`)
 	ann.wait("the messages", fmt.Sprintf(`document.querySelectorAll('.msg[data-id]').length >= %d`, len(want)))

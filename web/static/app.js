@@ -117,6 +117,7 @@ function newRoom(name) {
     unread: 0,
     firstUnread: null,  // element of the first unread message
     atBottom: true,
+    lastScrollTop: 0,
     divider: null,
     members: new Map(), // fold(nick) -> nick
     pendingById: new Map(), // acked id -> pending element
@@ -290,9 +291,14 @@ function scrollToBottom(r) {
 
 function onScroll(r) {
   if (r.log.hidden) return;
+  const top = r.log.scrollTop;
+  const up = top < r.lastScrollTop;
+  r.lastScrollTop = top;
   r.atBottom = nearBottom(r.log);
   if (r.atBottom) updateNewMarker();
-  if (r.log.scrollTop < 120) loadOlder(r);
+  // Only the reader going up loads older pages: the page's own scrolling
+  // to the bottom while a short room fills is not a request for more.
+  if (up && top < 120) loadOlder(r);
 }
 
 function placeDivider(r, before) {
