@@ -232,6 +232,11 @@ func (s *session) writeFailed(err error) {
 func (s *session) writeBatch(batch []item) error {
 	bufs := s.bufs[:0]
 	delivered := 0
+	var (
+		cur     *roomCursor
+		curRoom string
+		haveCur bool
+	)
 	flushBufs := func() error {
 		if len(bufs) == 0 {
 			return nil
@@ -253,8 +258,14 @@ func (s *session) writeBatch(batch []item) error {
 			if err := s.runJob(it.job); err != nil {
 				return err
 			}
+			haveCur = false // the job may have added or dropped a cursor
 		case it.f != nil:
-			c := s.cursors[it.f.Room]
+			// Batches are mostly one room's frames: look the cursor up
+			// once per run of them.
+			if it.f.Room != curRoom || !haveCur {
+				cur, curRoom, haveCur = s.cursors[it.f.Room], it.f.Room, true
+			}
+			c := cur
 			if it.f.ID != 0 {
 				if c == nil || it.f.ID <= c.last {
 					// Not yet caught up (the job will read it from the
