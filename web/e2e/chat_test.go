@@ -63,7 +63,8 @@ func TestPagesAndTerminalSeeOneOrder(t *testing.T) {
 		bea.typeLine(fmt.Sprintf("bea says %d", i))
 	}
 	ann.typeLine("/me waves at <everyone>")
-	tom.write("/me waves back")
+	ann.wait("the action", `document.querySelector('.msg.action[data-id]') !== null`)
+	tom.write("/me waves back") // after ann's, so the order of the two is known
 	const total = 3*rounds + 2
 
 	cond := fmt.Sprintf(`document.querySelectorAll('.room-log[data-room="lobby"] .msg[data-id]').length >= %d`, total)
