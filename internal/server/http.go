@@ -191,11 +191,24 @@ func (ss *session) pong(payload []byte) {
 // the peer is there. A closing connection keeps its short close deadline.
 func (ss *session) alive() {
 	ss.mu.Lock()
-	closing := ss.closing
+	closing, behindSince := ss.closing, ss.behindSince
 	ss.mu.Unlock()
-	if !closing {
-		ss.conn.SetReadDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+	if closing {
+		return
 	}
+	deadline := time.Now().Add(ss.srv.cfg.PongTimeout)
+	if !behindSince.IsZero() {
+		// Behind: --max-lag decides (see overflowLocked).
+		deadline = later(deadline, behindSince.Add(ss.srv.cfg.MaxLag+ss.srv.cfg.PongTimeout))
+	}
+	ss.conn.SetReadDeadline(deadline)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // logConnect is called once the nick is known.

@@ -81,6 +81,10 @@ func (s *session) overflowLocked() {
 	s.behind = true
 	if s.behindSince.IsZero() {
 		s.behindSince = time.Now()
+		// A client that is behind may not read, and so not answer pings,
+		// until it catches up: it is judged by --max-lag, not by the pong
+		// timeout, which would otherwise cut it off first.
+		s.conn.SetReadDeadline(s.behindSince.Add(s.srv.cfg.MaxLag + s.srv.cfg.PongTimeout))
 	}
 	kept := s.queue[:0]
 	for _, it := range s.queue {
