@@ -318,7 +318,10 @@ func (s *session) runJob(j *catchup) error {
 		if err != nil {
 			return s.jobError(j, err)
 		}
-		c.last = page.Last
+		// The cursor starts after the last message written, never at
+		// page.Last: on a cluster an empty room's Last is the stream's
+		// newest id, which the room's first messages may not exceed.
+		c.last = 0
 		if n := len(page.Messages); n > 0 {
 			c.last = page.Messages[n-1].ID
 		}
