@@ -828,6 +828,9 @@ func TestClusterOneOrder(t *testing.T) {
 	for _, room := range rooms {
 		slices.Sort(want[room])
 	}
+	// history: every message must be marked as replayed; live clients may
+	// get some replayed too (a join's catch-up runs after its ack, and a
+	// slow client is resynced), so for them the mark is not checked.
 	checkMsgs := func(name, room string, msgs []protocol.Event, history bool) {
 		t.Helper()
 		if got := clIDs(msgs); !slices.Equal(got, want[room]) {
@@ -835,7 +838,7 @@ func TestClusterOneOrder(t *testing.T) {
 		}
 		for _, m := range msgs {
 			s := refs[byID[m.ID]]
-			if m.From != s.from || m.Text != s.text || m.History != history || m.TS.IsZero() {
+			if m.From != s.from || m.Text != s.text || (history && !m.History) || m.TS.IsZero() {
 				t.Errorf("%s #%s: message %d = %+v, want from %s text %q history %v", name, room, m.ID, m, s.from, s.text, history)
 			}
 		}
