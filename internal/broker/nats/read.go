@@ -164,12 +164,20 @@ func (b *Broker) Read(ctx context.Context, q broker.Query) (broker.Page, error) 
 		// No message held: the room is new, or retention removed all of
 		// it. Last is then the stream's last sequence, the newest id the
 		// room could have had, so that a reader who saw some of it is told
-		// of a gap (First 0, Last > After), not of a reset.
-		info, err := b.stream.Info(ctx)
-		if err != nil {
-			return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
+		// of a gap (First 0, Last > After), not of a reset. The stream's
+		// last sequence is read first and the room asked again after it:
+		// a message stored in between would otherwise hide under Last.
+		info, ierr := b.stream.Info(ctx)
+		if ierr != nil {
+			return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, ierr)
 		}
-		return broker.Page{Last: info.State.LastSeq}, nil
+		last, err = b.getLeader(ctx, getRequest{LastFor: subj})
+		if errors.Is(err, errNotFound) {
+			return broker.Page{Last: info.State.LastSeq}, nil
+		}
+		if err == nil {
+			first, firstErr = b.first(ctx, subj)
+		}
 	}
 	if err != nil {
 		return broker.Page{}, fmt.Errorf("nats read %s: %w", q.Room, err)
