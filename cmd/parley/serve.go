@@ -52,7 +52,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.DurationVar(&o.cfg.HandshakeTimeout, "handshake-timeout", 5*time.Second, "time allowed for a request's headers and the WebSocket handshake")
 	fs.Var((*listFlag)(&o.cfg.AllowedOrigins), "allowed-origins", "web origins allowed to connect besides the server's own (comma-separated, \"*\" for any)")
 	fs.IntVar(&o.cfg.SendQueue, "send-queue", 256, "messages queued per connection before it is resynced from the history")
-	fs.DurationVar(&o.cfg.WriteCoalesce, "write-coalesce", 10*time.Millisecond, "shortest time between two writes to a busy connection; messages arriving sooner go out together (negative: off)")
+	fs.DurationVar(&o.cfg.WriteCoalesce, "write-coalesce", 20*time.Millisecond, "shortest time between two writes to a busy connection; messages arriving sooner go out together (negative: off)")
 	fs.DurationVar(&o.cfg.MaxLag, "max-lag", 60*time.Second, "how long a connection may stay behind before it is closed with 1008")
 	fs.DurationVar(&o.cfg.PingInterval, "ping-interval", 20*time.Second, "how often to ping each connection")
 	fs.DurationVar(&o.cfg.PongTimeout, "pong-timeout", 40*time.Second, "close a connection silent for this long")

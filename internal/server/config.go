@@ -40,7 +40,7 @@ type Config struct {
 	// connection: messages that arrive sooner wait and go out together in
 	// one write (one syscall), which is most of the cost of a delivery. A
 	// connection that has been quiet for this long writes at once. Default
-	// 10 ms; negative disables it.
+	// 20 ms; negative disables it.
 	WriteCoalesce time.Duration
 	// MaxLag is how long a connection may stay behind (resyncing, or with a
 	// write blocked) before it is closed with 1008. Default 60 s.
@@ -90,7 +90,7 @@ func (c Config) withDefaults() Config {
 		c.SendQueue = 256
 	}
 	if c.WriteCoalesce == 0 {
-		c.WriteCoalesce = 10 * time.Millisecond
+		c.WriteCoalesce = 20 * time.Millisecond
 	}
 	if c.MaxLag <= 0 {
 		c.MaxLag = 60 * time.Second

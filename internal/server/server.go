@@ -70,6 +70,9 @@ type Server struct {
 	sessions map[*session]struct{} // guarded by mu
 	stopping bool                  // guarded by mu
 
+	items sync.Pool // *[]item: sessions' queues while they have something to write
+	bufs  sync.Pool // *net.Buffers: the flushers' write vectors
+
 	handlers   sync.WaitGroup // sessions' run
 	pingerStop chan struct{}
 	pingerDone chan struct{}

@@ -69,6 +69,9 @@ func (s *session) Deliver(f *hub.Frame, v hub.Variant) {
 		s.mu.Unlock()
 		return
 	}
+	if s.queue == nil {
+		s.queue = s.srv.getItems()
+	}
 	s.queue = append(s.queue, item{f: f, v: v})
 	s.live++
 	s.kickLocked()
@@ -115,6 +118,9 @@ func (s *session) push(it item) bool {
 	if len(s.queue)-s.live > 4*s.srv.cfg.SendQueue {
 		// A client that sends commands but reads none of the answers.
 		return false
+	}
+	if s.queue == nil {
+		s.queue = s.srv.getItems()
 	}
 	s.queue = append(s.queue, it)
 	s.kickLocked()
@@ -167,6 +173,7 @@ func (s *session) flush() {
 			s.writers.Add(1)
 			time.AfterFunc(wait, s.flush)
 			s.mu.Unlock()
+			s.srv.putItems(batch)
 			return
 		}
 		resync := s.behind
@@ -188,8 +195,10 @@ func (s *session) flush() {
 			s.writing = false
 			s.behindSince = time.Time{}
 			// Idle again: hold no buffers.
-			s.queue = nil
-			s.bufs = nil
+			s.srv.putItems(s.queue)
+			s.srv.putItems(batch)
+			s.srv.putBufs(s.bufs)
+			s.queue, s.bufs = nil, nil
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
@@ -234,6 +243,9 @@ func (s *session) writeFailed(err error) {
 // writeBatch writes a batch with one vectored write, running catch-up jobs
 // in order.
 func (s *session) writeBatch(batch []item) error {
+	if s.bufs == nil {
+		s.bufs = s.srv.getBufs()
+	}
 	bufs := s.bufs[:0]
 	delivered := 0
 	var (
@@ -316,6 +328,9 @@ func (s *session) runJob(j *catchup) error {
 	if since == nil {
 		page, err := s.srv.broker.Read(ctx, broker.Query{Room: j.room, Backward: true, Limit: s.srv.cfg.History})
 		if err != nil {
+			// Live messages still flow; the client is told the
+			// history could not be read.
+			s.cursors[j.key] = c
 			return s.jobError(j, err)
 		}
 		// The cursor starts after the last message written, never at
@@ -336,6 +351,9 @@ func (s *session) runJob(j *catchup) error {
 	for {
 		page, err := s.srv.broker.Read(ctx, broker.Query{Room: j.room, After: c.last, Limit: protocol.MaxHistoryLimit})
 		if err != nil {
+			// Live messages still flow; the client is told the
+			// history could not be read.
+			s.cursors[j.key] = c
 			return s.jobError(j, err)
 		}
 		if first {
@@ -486,4 +504,42 @@ func (s *session) sendClose(code int, reason string) bool {
 	s.kickLocked()
 	s.mu.Unlock()
 	return true
+}
+
+// Queues and write buffers are pooled: a connection holds them only while
+// it has something to write, and busy connections do not grow new ones on
+// every wake-up.
+
+const pooledCap = 64
+
+func (srv *Server) getItems() []item {
+	if p, ok := srv.items.Get().(*[]item); ok {
+		return (*p)[:0]
+	}
+	return make([]item, 0, pooledCap)
+}
+
+func (srv *Server) putItems(q []item) {
+	if q == nil || cap(q) > 4*pooledCap {
+		return
+	}
+	clear(q[:cap(q)])
+	q = q[:0]
+	srv.items.Put(&q)
+}
+
+func (srv *Server) getBufs() net.Buffers {
+	if p, ok := srv.bufs.Get().(*net.Buffers); ok {
+		return (*p)[:0]
+	}
+	return make(net.Buffers, 0, pooledCap)
+}
+
+func (srv *Server) putBufs(b net.Buffers) {
+	if b == nil || cap(b) > 4*pooledCap {
+		return
+	}
+	clear(b[:cap(b)])
+	b = b[:0]
+	srv.bufs.Put(&b)
 }
