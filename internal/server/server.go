@@ -38,6 +38,12 @@ type Broker interface {
 	Epoch() string
 }
 
+// asyncAppender is a Broker that can keep several appends in flight,
+// answered in order (broker/local).
+type asyncAppender interface {
+	AppendAsync(m chat.Message, then func(chat.Message, error))
+}
+
 // readier is a Broker that can tell whether it can store messages now.
 type readier interface {
 	Ready(ctx context.Context) error
@@ -54,6 +60,7 @@ type Server struct {
 	cfg     Config // immutable after New
 	hub     *hub.Hub
 	broker  Broker
+	async   asyncAppender // the broker, when it can pipeline appends; else nil
 	log     *slog.Logger
 	metrics *metrics
 	http    *http.Server
@@ -96,6 +103,7 @@ func New(cfg Config, h *hub.Hub, b Broker, log *slog.Logger) *Server {
 		pingerDone: make(chan struct{}),
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.async, _ = b.(asyncAppender)
 	s.roster = localRoster{hub: h}
 	if cfg.Presence != nil {
 		s.roster = clusterRoster{p: cfg.Presence, srv: s}

@@ -39,6 +39,7 @@ type session struct {
 	sends      *rate.Limiter
 	cmds       *rate.Limiter
 	rejections int
+	inflight   chan struct{} // sends waiting for the store; made on the first
 
 	// Read by other goroutines (the hub, the flusher); written by run.
 	nickShown atomic.Pointer[string]
@@ -46,16 +47,17 @@ type session struct {
 	current   atomic.Pointer[string]
 
 	mu          sync.Mutex
-	queue       []item    // guarded by mu
-	live        int       // guarded by mu: live frames in queue
-	writing     bool      // guarded by mu: a flusher is running
-	behind      bool      // guarded by mu: live frames were dropped; resync
-	behindSince time.Time // guarded by mu: when it first fell behind
-	lastWrite   time.Time // guarded by mu: when the flusher last took a batch
-	closing     bool      // guarded by mu: a close frame is queued
-	closeCode   int       // guarded by mu
-	dead        bool      // guarded by mu: the socket is unusable
-	endReason   string    // guarded by mu
+	queue       []item      // guarded by mu
+	live        int         // guarded by mu: live frames in queue
+	writing     bool        // guarded by mu: a flusher is running
+	behind      bool        // guarded by mu: live frames were dropped; resync
+	behindSince time.Time   // guarded by mu: when it first fell behind
+	lastWrite   time.Time   // guarded by mu: when the flusher last took a batch
+	timer       *time.Timer // guarded by mu: starts the flusher after a coalescing window
+	closing     bool        // guarded by mu: a close frame is queued
+	closeCode   int         // guarded by mu
+	dead        bool        // guarded by mu: the socket is unusable
+	endReason   string      // guarded by mu
 
 	writers   sync.WaitGroup // the flusher
 	closeOnce sync.Once
@@ -355,6 +357,11 @@ func (s *session) finish() {
 	s.mu.Lock()
 	s.dead = true
 	s.closing = true
+	if s.timer != nil && s.timer.Stop() {
+		s.timer = nil
+		s.writing = false
+		s.writers.Done() // the flusher it would have started
+	}
 	s.mu.Unlock()
 	s.conn.Close()
 	s.writers.Wait()
@@ -438,21 +445,48 @@ func (s *session) handleSend(c *protocol.Command) *protocol.Error {
 	if c.Action {
 		m.Kind = chat.KindAction
 	}
-	ctx, cancel := context.WithTimeout(s.srv.baseCtx, 10*time.Second)
 	start := time.Now()
+	if s.srv.async != nil {
+		// Several sends of one connection in flight at once, still
+		// stored and answered in the order sent; past maxInFlight the
+		// reader waits, which slows the client down.
+		if s.inflight == nil {
+			s.inflight = make(chan struct{}, maxInFlight)
+		}
+		s.inflight <- struct{}{}
+		ref, nick, text := c.Ref, s.nick, c.Text
+		s.srv.async.AppendAsync(m, func(stored chat.Message, err error) {
+			<-s.inflight
+			s.appended(ref, nick, room, text, start, stored, err)
+		})
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.srv.baseCtx, 10*time.Second)
 	stored, err := s.srv.broker.Append(ctx, m)
 	cancel()
+	s.appended(c.Ref, s.nick, room, c.Text, start, stored, err)
+	return nil
+}
+
+// maxInFlight is how many sends of one connection may wait for the store.
+const maxInFlight = 64
+
+// appended answers a send once the store has: an ack, or not_stored. It
+// may run on the broker's goroutine, so it uses only what it is given and
+// what is safe from any goroutine.
+func (s *session) appended(ref, nick, room, text string, start time.Time, stored chat.Message, err error) {
 	if err != nil {
 		s.srv.reject(rejectNotStored)
-		s.srv.log.Warn("message not stored", "remote", s.remote, "nick", s.nick, "room", room, "err", err)
-		reason := err.Error()
-		return &protocol.Error{Code: protocol.CodeNotStored, Message: "the message was not stored: " + reason, Room: room}
+		s.srv.log.Warn("message not stored", "remote", s.remote, "nick", nick, "room", room, "err", err)
+		s.sendError(&protocol.Error{Code: protocol.CodeNotStored, Message: "the message was not stored: " + err.Error(), Room: room, Ref: ref})
+		return
 	}
 	s.srv.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	s.srv.metrics.received.Inc()
-	s.srv.log.Debug("message", "remote", s.remote, "nick", s.nick, "room", room, "id", stored.ID, "text", c.Text)
-	s.ack(c, room, stored.ID)
-	return nil
+	s.srv.log.Debug("message", "remote", s.remote, "nick", nick, "room", room, "id", stored.ID, "text", text)
+	if ref != "" {
+		s.send(protocol.Event{Type: protocol.EvAck, Ref: ref, Room: room, ID: stored.ID})
+	}
 }
 
 // join joins a room: subscribe first, then replay the log from the flusher

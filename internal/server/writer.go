@@ -133,9 +133,16 @@ func (s *session) kickLocked() {
 		s.writing = true
 		s.writers.Add(1)
 		if wait := s.coalesceLocked(); wait > 0 {
-			time.AfterFunc(wait, s.flush)
+			s.timer = time.AfterFunc(wait, s.flush)
 			return
 		}
+		go s.flush()
+		return
+	}
+	// A flusher is due: if it waits out a coalescing window but what was
+	// just queued must not wait (an answer, a close), run it now.
+	if s.timer != nil && s.coalesceLocked() <= 0 && s.timer.Stop() {
+		s.timer = nil
 		go s.flush()
 	}
 }
@@ -160,6 +167,7 @@ func (s *session) flush() {
 	var batch []item
 	for {
 		s.mu.Lock()
+		s.timer = nil // if it was this flusher's timer, it has fired
 		if s.dead {
 			s.writing = false
 			clear(s.queue)
@@ -171,7 +179,7 @@ func (s *session) flush() {
 			// Come back when the window has passed; the queue keeps
 			// filling meanwhile and goes out in one write.
 			s.writers.Add(1)
-			time.AfterFunc(wait, s.flush)
+			s.timer = time.AfterFunc(wait, s.flush)
 			s.mu.Unlock()
 			s.srv.putItems(batch)
 			return

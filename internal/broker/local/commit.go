@@ -14,7 +14,17 @@ import (
 // request is one Append waiting for the committer.
 type request struct {
 	msg  chat.Message
-	done chan result // cap 1; the committer sends exactly one result
+	done chan result               // cap 1; the committer sends exactly one result
+	then func(chat.Message, error) // AppendAsync: called instead of done
+}
+
+// answer gives r its result, once.
+func (r *request) answer(res result) {
+	if r.then != nil {
+		r.then(res.msg, res.err)
+		return
+	}
+	r.done <- res
 }
 
 type result struct {
@@ -40,10 +50,34 @@ func (b *Broker) Append(ctx context.Context, m chat.Message) (chat.Message, erro
 		return chat.Message{}, fmt.Errorf("%w: %w", broker.ErrNotStored, err)
 	}
 	r := &request{msg: m, done: make(chan result, 1)}
+	if err := b.enqueue(r); err != nil {
+		return chat.Message{}, err
+	}
+	res := <-r.done
+	return res.msg, res.err
+}
+
+// AppendAsync is Append without the wait, for callers that keep several
+// appends in flight: then is called exactly once, with what Append would
+// return, after the transaction and the delivery. It is called from the
+// committer goroutine (or at once, for an append refused up front), so it
+// must not block or call into the broker. Appends queued by one goroutine
+// are stored, delivered and answered in the order it queued them.
+func (b *Broker) AppendAsync(m chat.Message, then func(chat.Message, error)) {
+	if err := chat.ValidName(m.Room); err != nil {
+		then(chat.Message{}, fmt.Errorf("%w: room %q %v", broker.ErrNotStored, m.Room, err))
+		return
+	}
+	if err := b.enqueue(&request{msg: m, then: then}); err != nil {
+		then(chat.Message{}, err)
+	}
+}
+
+func (b *Broker) enqueue(r *request) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return chat.Message{}, fmt.Errorf("%w: %w", broker.ErrNotStored, broker.ErrClosed)
+		return fmt.Errorf("%w: %w", broker.ErrNotStored, broker.ErrClosed)
 	}
 	b.queue = append(b.queue, r)
 	b.mu.Unlock()
@@ -51,8 +85,7 @@ func (b *Broker) Append(ctx context.Context, m chat.Message) (chat.Message, erro
 	case b.wake <- struct{}{}:
 	default: // the committer is already due to look at the queue
 	}
-	res := <-r.done
-	return res.msg, res.err
+	return nil
 }
 
 // commitLoop is the committer. It owns every message write.
@@ -101,7 +134,7 @@ func (b *Broker) commit(batch []*request) {
 		b.log.Warn("local broker: append failed", "messages", len(batch), "err", err)
 		err = fmt.Errorf("%w: %w", broker.ErrNotStored, err)
 		for _, r := range batch {
-			r.done <- result{err: err}
+			r.answer(result{err: err})
 		}
 		return
 	}
@@ -117,7 +150,7 @@ func (b *Broker) commit(batch []*request) {
 	b.appends.Add(stored)
 	b.duplicates.Add(int64(len(batch)) - stored)
 	for i, r := range batch {
-		r.done <- result{msg: out[i].msg}
+		r.answer(result{msg: out[i].msg})
 	}
 }
 
