@@ -64,9 +64,19 @@ func (c *wsClient) join(room string, since *uint64, epoch string) {
 		cmd["epoch"] = epoch
 	}
 	c.writeJSON(cmd)
-	if ack := c.event(protocol.EvAck); ack.Ref != "join-"+room {
-		c.t.Fatalf("join ack = %+v", ack)
+	// The history comes before the ack: keep it for the test to read.
+	var kept []string
+	for {
+		s := c.read()
+		if ev := decodeEvent(c.t, s); ev.Type == protocol.EvAck {
+			if ev.Ref != "join-"+room {
+				c.t.Fatalf("join ack = %+v", ev)
+			}
+			break
+		}
+		kept = append(kept, s)
 	}
+	c.pending = append(kept, c.pending...)
 }
 
 func decodeEvent(t testing.TB, s string) protocol.Event {

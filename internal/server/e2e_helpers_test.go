@@ -18,6 +18,9 @@ import (
 type wsClient struct {
 	t    testing.TB
 	conn *websocket.Conn
+	// pending holds frames already read that a helper set aside for the
+	// test to read next (join keeps the history that comes before its ack).
+	pending []string
 }
 
 func dial(t testing.TB, url string, json bool) *wsClient {
@@ -60,6 +63,11 @@ func (c *wsClient) read() string {
 }
 
 func (c *wsClient) tryRead(d time.Duration) (string, error) {
+	if len(c.pending) > 0 {
+		s := c.pending[0]
+		c.pending = c.pending[1:]
+		return s, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	_, b, err := c.conn.Read(ctx)

@@ -305,6 +305,10 @@ func (s *session) end(err error) {
 	switch {
 	case errors.As(err, &pc):
 		code := pc.code
+		// Everything the client sent before its close is stored before
+		// the close is answered: a client that waits for the answer
+		// (websocat, parley chat in the text format) knows its lines are in.
+		s.waitStored(10 * time.Second)
 		if code == closeGoingAway || code == closeNormal || validCloseCode(code) {
 			s.sendClose(code, "")
 		}
@@ -340,6 +344,26 @@ func (s *session) end(err error) {
 				s.setEnd("connection lost: " + err.Error())
 			}
 		}
+	}
+}
+
+// waitStored waits, at most d, until no send of this session waits for
+// the store.
+func (s *session) waitStored(d time.Duration) {
+	if s.inflight == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for range cap(s.inflight) {
+		select {
+		case s.inflight <- struct{}{}:
+		case <-t.C:
+			return
+		}
+	}
+	for range cap(s.inflight) {
+		<-s.inflight
 	}
 }
 
@@ -510,8 +534,11 @@ func (s *session) join(c *protocol.Command) *protocol.Error {
 	s.rooms[key] = display
 	s.order = append(s.order, key)
 	s.switchTo(display)
-	s.ack(c, display, 0)
 	s.push(item{job: &catchup{room: display, key: key, since: c.Since, epoch: c.Epoch, variant: s.variantFor(display)}})
+	// The ack follows the history: when it arrives, the client has every
+	// message up to the moment it joined, and whatever it sends next
+	// comes back live.
+	s.ack(c, display, 0)
 	s.srv.roster.joined(s, display)
 	return nil
 }
