@@ -53,6 +53,7 @@ type session struct {
 	behind      bool        // guarded by mu: live frames were dropped; resync
 	behindSince time.Time   // guarded by mu: when it first fell behind
 	lastWrite   time.Time   // guarded by mu: when the flusher last took a batch
+	lastBatch   int         // guarded by mu: live frames in that batch
 	timer       *time.Timer // guarded by mu: starts the flusher after a coalescing window
 	closing     bool        // guarded by mu: a close frame is queued
 	closeCode   int         // guarded by mu

@@ -157,8 +157,17 @@ func (s *session) coalesceLocked() time.Duration {
 	if w <= 0 || s.behind || s.closing || len(s.queue) != s.live || s.live >= s.srv.cfg.SendQueue/2 {
 		return 0
 	}
+	if s.lastBatch >= busyBatch {
+		// The last write carried many messages: the connection is under
+		// sustained load, where latency is already queueing and a longer
+		// window saves most.
+		w *= 2
+	}
 	return w - time.Since(s.lastWrite)
 }
+
+// busyBatch is the batch size from which a connection counts as busy.
+const busyBatch = 16
 
 // flush is the writer goroutine: it drains the queue in batches until it
 // is empty, then exits.
@@ -216,6 +225,7 @@ func (s *session) flush() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.lastWrite = time.Now()
+		s.lastBatch = s.live
 		s.live = 0
 		s.mu.Unlock()
 
