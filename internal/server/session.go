@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,18 +161,15 @@ func (s *session) run(opts connectOptions) {
 }
 
 func (s *session) welcome(opts connectOptions) {
-	var nickErr *protocol.Error
-	switch {
-	case opts.nick == "":
-	case chat.ValidName(opts.nick) != nil:
-		nickErr = protocol.Errorf(protocol.CodeBadNick, "nick %q is invalid: it %v; you are %%s", shorten(opts.nick), chat.ValidName(opts.nick))
-	default:
-		if err := s.srv.roster.claimNick(s, opts.nick, ""); err != nil {
-			code := protocol.CodeNickTaken
-			if !errors.Is(err, errNickTaken) {
-				code = protocol.CodeInternal
-			}
-			nickErr = protocol.Errorf(code, "nick %q is taken; you are %%s", opts.nick)
+	// Why the URL's nick was refused, told after the welcome.
+	var refusedCode, refused string
+	if opts.nick != "" {
+		if err := chat.ValidName(opts.nick); err != nil {
+			refusedCode, refused = protocol.CodeBadNick, fmt.Sprintf("nick %q is invalid: it %v", shorten(opts.nick), err)
+		} else if err := s.srv.roster.claimNick(s, opts.nick, ""); errors.Is(err, errNickTaken) {
+			refusedCode, refused = protocol.CodeNickTaken, fmt.Sprintf("nick %q is taken", opts.nick)
+		} else if err != nil {
+			refusedCode, refused = protocol.CodeInternal, fmt.Sprintf("nick %q: %v", opts.nick, err)
 		} else {
 			s.setNick(opts.nick)
 		}
@@ -196,9 +194,8 @@ func (s *session) welcome(opts connectOptions) {
 			Burst: s.srv.cfg.Burst, History: s.srv.cfg.History,
 		},
 	})
-	if nickErr != nil {
-		nickErr.Message = fmt.Sprintf(nickErr.Message, s.nick)
-		s.sendError(nickErr)
+	if refused != "" {
+		s.sendError(protocol.Errorf(refusedCode, "%s; you are %s", refused, s.nick))
 	}
 	for i, r := range rooms {
 		c := protocol.Command{Type: protocol.CmdJoin, Room: r}
@@ -310,9 +307,7 @@ func (s *session) end(err error) {
 		// the close is answered: a client that waits for the answer
 		// (websocat, parley chat in the text format) knows its lines are in.
 		s.waitStored(10 * time.Second)
-		if code == closeGoingAway || code == closeNormal || validCloseCode(code) {
-			s.sendClose(code, "")
-		}
+		s.sendClose(code, "") // closeReceived let only valid codes through
 		s.setEnd(fmt.Sprintf("client closed (%d)", code))
 		s.waitCloseSent(time.Second)
 	case errors.As(err, &pe):
@@ -406,7 +401,7 @@ func (s *session) finish() {
 
 func closeLabel(reason string) string {
 	for _, l := range []string{"client closed", "closed by server", "slow consumer", "close 1002", "close 1007", "close 1008", "close 1009", "no pong", "connection lost", "write failed"} {
-		if len(reason) >= len(l) && reason[:len(l)] == l {
+		if strings.HasPrefix(reason, l) {
 			return l
 		}
 	}
@@ -535,7 +530,7 @@ func (s *session) join(c *protocol.Command) *protocol.Error {
 	s.rooms[key] = display
 	s.order = append(s.order, key)
 	s.switchTo(display)
-	s.push(item{job: &catchup{room: display, key: key, since: c.Since, epoch: c.Epoch, variant: s.variantFor(display)}})
+	s.push(item{job: &catchup{room: display, key: key, since: c.Since, epoch: c.Epoch}})
 	// The ack follows the history: when it arrives, the client has every
 	// message up to the moment it joined, and whatever it sends next
 	// comes back live.

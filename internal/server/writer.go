@@ -36,12 +36,11 @@ type item struct {
 
 // catchup replays a room from its log, then lets its live frames through.
 type catchup struct {
-	room    string  // display name
-	key     string  // folded
-	since   *uint64 // resume after this id; nil: the last History messages
-	epoch   string  // the epoch since belongs to ("" if unknown)
-	forget  bool    // the room was left: drop its state
-	variant func() hub.Variant
+	room   string  // display name
+	key    string  // folded
+	since  *uint64 // resume after this id; nil: the last History messages
+	epoch  string  // the epoch since belongs to ("" if unknown)
+	forget bool    // the room was left: drop its state
 }
 
 // roomCursor is the flusher's state for a room it delivers.
@@ -140,8 +139,9 @@ func (s *session) kickLocked() {
 		return
 	}
 	// A flusher is due: if it waits out a coalescing window but what was
-	// just queued must not wait (an answer, a close), run it now.
-	if s.timer != nil && s.coalesceLocked() <= 0 && s.timer.Stop() {
+	// just queued must not wait (an answer, a close), run it now. Checked
+	// on every delivery, so it reads no clock.
+	if s.timer != nil && s.urgentLocked() && s.timer.Stop() {
 		s.timer = nil
 		go s.flush()
 	}
@@ -154,7 +154,7 @@ func (s *session) kickLocked() {
 // (acks, errors, pongs), a close or a filling queue are never held back.
 func (s *session) coalesceLocked() time.Duration {
 	w := s.srv.cfg.WriteCoalesce
-	if w <= 0 || s.behind || s.closing || len(s.queue) != s.live || s.live >= s.srv.cfg.SendQueue/2 {
+	if w <= 0 || s.urgentLocked() {
 		return 0
 	}
 	if s.lastBatch >= busyBatch {
@@ -164,6 +164,13 @@ func (s *session) coalesceLocked() time.Duration {
 		w *= 2
 	}
 	return w - time.Since(s.lastWrite)
+}
+
+// urgentLocked reports whether what is queued must be written without
+// waiting for a coalescing window: a resync, a close, an answer to the
+// client, or a queue half full.
+func (s *session) urgentLocked() bool {
+	return s.behind || s.closing || len(s.queue) != s.live || s.live >= s.srv.cfg.SendQueue/2
 }
 
 // busyBatch is the batch size from which a connection counts as busy.
@@ -412,16 +419,12 @@ func (s *session) runJob(j *catchup) error {
 func (s *session) resync() error {
 	for key, c := range s.cursors {
 		last := c.last
-		j := &catchup{room: c.display, key: key, since: &last, variant: s.variantFor(c.display)}
+		j := &catchup{room: c.display, key: key, since: &last}
 		if err := s.runJob(j); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (s *session) variantFor(room string) func() hub.Variant {
-	return func() hub.Variant { return s.variant(room) }
 }
 
 func (s *session) jobError(j *catchup, err error) error {
@@ -450,27 +453,21 @@ func (s *session) writeEvents(evs []protocol.Event, j *catchup) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	v := hub.VariantJSON
-	if j.variant != nil {
-		v = j.variant()
-	}
+	// The variant is taken now, not when the join was queued: a text
+	// client may have switched its current room meanwhile.
+	v := s.variant(j.room)
 	var buf []byte
 	delivered := 0
 	for i := range evs {
 		if evs[i].Type == protocol.EvMessage {
 			delivered++
 		}
-		buf = appendEventFrame(buf, &evs[i], v)
+		buf = append(buf, Encode(&evs[i], v)...)
 	}
 	n, err := s.writeBuffers(net.Buffers{buf})
 	s.srv.metrics.bytesWritten.Add(float64(n))
 	s.srv.metrics.delivered.Add(float64(delivered))
 	return err
-}
-
-// appendEventFrame appends ev, encoded for variant v, as a text frame.
-func appendEventFrame(b []byte, ev *protocol.Event, v hub.Variant) []byte {
-	return append(b, Encode(ev, v)...)
 }
 
 // Encode encodes an event for a variant as a complete text frame. It is
