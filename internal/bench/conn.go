@@ -2,52 +2,25 @@ package bench
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"io"
 	"sync"
-
-	"github.com/coder/websocket"
+	"time"
 )
 
-// readLoop reads conn until it fails or is closed, handing each data
-// frame to onFrame. The frame's bytes are only valid during the call: one
-// buffer is reused for every frame, so a reader costs no allocation per
-// message beyond coder/websocket's own. It returns nil when the
-// connection was closed by us (closing is set), else why it ended.
-func readLoop(conn *websocket.Conn, closing func() bool, onFrame func([]byte)) error {
-	buf := make([]byte, 0, 1024)
+// readLoop reads c until it fails or is closed, handing each message to
+// onFrame; the bytes are only valid during the call. It owns the socket:
+// it closes it when reading ends. It returns nil when the connection was
+// closed by us (closing is set), else why it ended.
+func readLoop(c *wsConn, closing func() bool, onFrame func([]byte)) error {
+	defer c.closeNow()
 	for {
-		// A background context makes coder/websocket skip setting up a
-		// read timeout for every frame; Close unblocks the reader.
-		_, r, err := conn.Reader(context.Background())
-		if err == nil {
-			buf, err = readAll(r, buf[:0])
-		}
+		msg, err := c.readMessage()
 		if err != nil {
 			if closing() {
 				return nil
 			}
 			return err
 		}
-		onFrame(buf)
-	}
-}
-
-// readAll is io.ReadAll into buf's storage.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
+		onFrame(msg)
 	}
 }
 
@@ -86,22 +59,16 @@ func serverError(text bool, frame []byte) []byte {
 	return nil
 }
 
-// closeAll closes conns with a normal close, concurrency at a time, and
-// returns when all are closed.
-func closeAll(conns []*websocket.Conn, concurrency int) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(concurrency, 1))
+// closeAll starts a normal close of every connection. Each one's reader
+// ends when the server answers, or closeWait from now at the latest, and
+// closes the socket; the caller waits for the readers.
+func closeAll(conns []*wsConn) {
+	deadline := time.Now().Add(closeWait)
 	for _, c := range conns {
-		if c == nil {
-			continue
+		if c != nil {
+			c.close(closeNormal, deadline)
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			c.Close(websocket.StatusNormalClosure, "")
-		})
 	}
-	wg.Wait()
 }
 
 // errorLog keeps the first few distinct errors of a run and counts them all.

@@ -1,15 +1,19 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/url"
-	"strings"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // connsPerSource is how many connections share one source address. Linux
@@ -19,15 +23,21 @@ import (
 // runs left ports in TIME_WAIT.
 const connsPerSource = 5000
 
-// dialer opens benchmark connections to one server.
+// maxResponseHeader bounds the handshake response's header.
+const maxResponseHeader = 8 << 10
+
+// wsGUID is RFC 6455's constant for Sec-WebSocket-Accept.
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// dialer opens benchmark connections to one server. Immutable after
+// newDialer.
 type dialer struct {
-	url     *url.URL
-	text    bool
-	timeout time.Duration
-	// clients has one HTTP client per source address (immutable after
-	// newDialer). Their transports only ever carry handshakes: a
-	// connection that switched protocols leaves the transport's pool.
-	clients []*http.Client
+	url      *url.URL
+	text     bool
+	timeout  time.Duration
+	hostPort string      // what to dial: the URL's host, with the scheme's port if it has none
+	tls      *tls.Config // nil for ws://
+	dialers  []*net.Dialer
 }
 
 func newDialer(rawURL string, text bool, conns int, timeout time.Duration) (*dialer, error) {
@@ -35,11 +45,12 @@ func newDialer(rawURL string, text bool, conns int, timeout time.Duration) (*dia
 	if err != nil {
 		return nil, fmt.Errorf("bad URL %q: %w", rawURL, err)
 	}
+	port := "80"
 	switch u.Scheme {
 	case "ws", "http":
 		u.Scheme = "ws"
 	case "wss", "https":
-		u.Scheme = "wss"
+		u.Scheme, port = "wss", "443"
 	default:
 		return nil, fmt.Errorf("bad URL %q: the scheme must be ws, wss, http or https", rawURL)
 	}
@@ -49,21 +60,24 @@ func newDialer(rawURL string, text bool, conns int, timeout time.Duration) (*dia
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	d := &dialer{url: u, text: text, timeout: timeout}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	d := &dialer{url: u, text: text, timeout: timeout, hostPort: net.JoinHostPort(u.Hostname(), port)}
+	if u.Scheme == "wss" {
+		d.tls = &tls.Config{
+			ServerName: u.Hostname(),
+			NextProtos: []string{"http/1.1"},
+			// Thousands of handshakes to one server: resume sessions.
+			ClientSessionCache: tls.NewLRUClientSessionCache(0),
+		}
+	}
 	for _, src := range sourceAddrs(u.Hostname(), conns) {
 		nd := &net.Dialer{Timeout: timeout}
 		if src != nil {
 			nd.LocalAddr = &net.TCPAddr{IP: src}
 		}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
-			DialContext:        nd.DialContext,
-			Proxy:              nil, // a benchmark of a local server must not go through $HTTP_PROXY
-			DisableCompression: true,
-			// Handshakes only: small buffers keep 10,000 connections cheap
-			// in the load generator.
-			ReadBufferSize:  1024,
-			WriteBufferSize: 1024,
-		}})
+		d.dialers = append(d.dialers, nd)
 	}
 	return d, nil
 }
@@ -88,59 +102,197 @@ func sourceAddrs(host string, conns int) []net.IP {
 	return addrs
 }
 
-// dial opens connection number i with the given nick and room.
-func (d *dialer) dial(ctx context.Context, i int, nick, room string) (*websocket.Conn, error) {
-	u := *d.url
-	q := u.Query()
-	if nick != "" {
-		q.Set("nick", nick)
-	}
-	if room != "" {
-		q.Set("room", room)
-	}
-	u.RawQuery = q.Encode()
-	opts := &websocket.DialOptions{HTTPClient: d.clients[i%len(d.clients)]}
-	if !d.text {
-		opts.Subprotocols = []string{"parley.v1"}
-	}
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, u.String(), opts)
+// dial opens connection number i with the given nick and room: TCP (and
+// TLS for wss://), then the handshake, all within the dialer's timeout.
+func (d *dialer) dial(ctx context.Context, i int, nick, room string) (*wsConn, error) {
+	deadline := time.Now().Add(d.timeout)
+	nc, err := d.dialers[i%len(d.dialers)].DialContext(ctx, "tcp", d.hostPort)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("connect %s: the server answered HTTP %d instead of upgrading", d.url.Redacted(), resp.StatusCode)
+		return nil, fmt.Errorf("connect %s: %w", d.url.Redacted(), err)
+	}
+	// The handshake is bounded by the same deadline, and by ctx: a
+	// cancelled run must not wait for a server that does not answer.
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	c, err := d.handshake(ctx, nc, nick, room)
+	if !stop() && err == nil {
+		err = ctx.Err() // ended just as the handshake did: the deadline is in the past
+	}
+	if err != nil {
+		nc.Close()
+		switch {
+		case isTimeout(err) && ctx.Err() != nil:
+			err = ctx.Err()
+		case isTimeout(err):
+			err = fmt.Errorf("no handshake answer within %v", d.timeout)
 		}
-		return nil, fmt.Errorf("connect %s: %w", d.url.Redacted(), unwrapDial(err))
+		return nil, fmt.Errorf("connect %s: %w", d.url.Redacted(), err)
 	}
-	if !d.text && c.Subprotocol() != "parley.v1" {
-		c.CloseNow()
-		return nil, fmt.Errorf("connect %s: the server does not speak parley.v1 (use --text for other servers)", d.url.Redacted())
-	}
-	// History pages and batched text frames can exceed the 32 KiB default.
-	c.SetReadLimit(1 << 20)
+	nc.SetDeadline(time.Time{})
 	return c, nil
 }
 
-// unwrapDial drops coder/websocket's "failed to WebSocket dial:" prefixes,
-// which say nothing the caller's context does not.
-func unwrapDial(err error) error {
-	s := err.Error()
-	for {
-		t := strings.TrimPrefix(s, "failed to WebSocket dial: ")
-		t = strings.TrimPrefix(t, "failed to send handshake request: ")
-		if t == s {
+// handshake upgrades nc: one write for the request, and the response read
+// into the connection's first read buffer, whose bytes after the header are
+// the start of the first frame.
+func (d *dialer) handshake(ctx context.Context, nc net.Conn, nick, room string) (*wsConn, error) {
+	if d.tls != nil {
+		tc := tls.Client(nc, d.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, err
+		}
+		nc = tc
+	}
+	var raw [16]byte
+	binary.LittleEndian.PutUint64(raw[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(raw[8:], rand.Uint64())
+	var key [24]byte
+	base64.StdEncoding.Encode(key[:], raw[:])
+
+	buf := d.appendRequest(make([]byte, 0, readBufSize), key[:], nick, room)
+	if _, err := nc.Write(buf); err != nil {
+		return nil, err
+	}
+	buf = buf[:cap(buf)]
+	n, end := 0, -1
+	for end < 0 {
+		if n == len(buf) {
+			if len(buf) >= maxResponseHeader {
+				return nil, fmt.Errorf("the handshake response's header is over %d bytes", maxResponseHeader)
+			}
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		m, err := nc.Read(buf[n:])
+		n += m
+		if end = bytes.Index(buf[:n], []byte("\r\n\r\n")); end >= 0 {
 			break
 		}
-		s = t
+		// Say the status as soon as it is known: a server that does not
+		// upgrade may send a large header or none at all.
+		if code, ok := statusCode(buf[:n]); ok && code != 101 {
+			return nil, fmt.Errorf("the server answered HTTP %d instead of upgrading", code)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("the server closed the connection during the handshake")
+			}
+			return nil, err
+		}
 	}
-	if s == err.Error() {
-		return err
+	if err := d.checkResponse(buf[:end+2], key[:]); err != nil {
+		return nil, err
 	}
-	return fmt.Errorf("%s", s)
+	return newWSConn(nc, buf, end+4, n), nil
 }
 
-func (d *dialer) close() {
-	for _, c := range d.clients {
-		c.CloseIdleConnections()
+// appendRequest appends the handshake request.
+func (d *dialer) appendRequest(b, key []byte, nick, room string) []byte {
+	b = append(b, "GET "...)
+	b = append(b, d.url.EscapedPath()...)
+	sep := byte('?')
+	if d.url.RawQuery != "" {
+		b = append(b, '?')
+		b = append(b, d.url.RawQuery...)
+		sep = '&'
 	}
+	for _, kv := range [...][2]string{{"nick", nick}, {"room", room}} {
+		if kv[1] != "" {
+			b = append(b, sep)
+			b = append(b, kv[0]...)
+			b = append(b, '=')
+			b = append(b, url.QueryEscape(kv[1])...)
+			sep = '&'
+		}
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, d.url.Host...)
+	b = append(b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "...)
+	b = append(b, key...)
+	b = append(b, "\r\nSec-WebSocket-Version: 13\r\n"...)
+	if !d.text {
+		b = append(b, "Sec-WebSocket-Protocol: parley.v1\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// statusCode parses the status line at the start of b, once it is whole.
+func statusCode(b []byte) (int, bool) {
+	i := bytes.Index(b, []byte("\r\n"))
+	if i < 0 {
+		return 0, false
+	}
+	line := b[:i]
+	// HTTP/1.1 101 Switching Protocols
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return -1, true
+	}
+	code := 0
+	for _, ch := range line[9:12] {
+		if ch < '0' || ch > '9' {
+			return -1, true
+		}
+		code = code*10 + int(ch-'0')
+	}
+	return code, true
+}
+
+// checkResponse checks a handshake response's status line and headers
+// (head ends with the last header's CRLF).
+func (d *dialer) checkResponse(head, key []byte) error {
+	code, _ := statusCode(head)
+	if code < 0 {
+		return fmt.Errorf("the server sent no HTTP response: %q", head[:min(len(head), 40)])
+	}
+	if code != 101 {
+		return fmt.Errorf("the server answered HTTP %d instead of upgrading", code)
+	}
+	var want [28]byte
+	var in [24 + len(wsGUID)]byte
+	copy(in[copy(in[:], key):], wsGUID)
+	sum := sha1.Sum(in[:])
+	base64.StdEncoding.Encode(want[:], sum[:])
+
+	var upgrade, connection, accept, protocol bool
+	for rest := head[bytes.IndexByte(head, '\n')+1:]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		line := bytes.TrimRight(rest[:i], "\r")
+		rest = rest[i+1:]
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Upgrade")):
+			upgrade = bytes.EqualFold(value, []byte("websocket"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			connection = hasToken(value, "upgrade")
+		case bytes.EqualFold(name, []byte("Sec-WebSocket-Accept")):
+			accept = bytes.Equal(value, want[:])
+		case bytes.EqualFold(name, []byte("Sec-WebSocket-Protocol")):
+			protocol = string(value) == "parley.v1"
+		}
+	}
+	switch {
+	case !upgrade || !connection:
+		return errors.New("the server's 101 response lacks Upgrade: websocket or Connection: Upgrade")
+	case !accept:
+		return errors.New("the server's Sec-WebSocket-Accept does not match the key")
+	case !d.text && !protocol:
+		return errors.New("the server does not speak parley.v1 (use --text for other servers)")
+	}
+	return nil
+}
+
+// hasToken reports whether a comma-separated header value holds token
+// (case-insensitive).
+func hasToken(value []byte, token string) bool {
+	for len(value) > 0 {
+		var t []byte
+		t, value, _ = bytes.Cut(value, []byte(","))
+		if bytes.EqualFold(bytes.TrimSpace(t), []byte(token)) {
+			return true
+		}
+	}
+	return false
 }

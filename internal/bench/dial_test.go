@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -81,13 +86,12 @@ func TestDialSpreadsSourceAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
 	for i := range 2 {
 		c, err := d.dial(context.Background(), i, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.CloseNow()
+		c.closeNow()
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -104,31 +108,143 @@ func TestDialErrors(t *testing.T) {
 		}
 	}
 	// A plain HTTP server that does not upgrade.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
-	defer srv.Close()
-	d, err := newDialer(srv.URL, false, 1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	if _, err := d.dial(context.Background(), 0, "", ""); err == nil || !strings.Contains(err.Error(), "HTTP 200") {
-		t.Errorf("dialing a server that does not upgrade: %v", err)
-	}
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	t.Cleanup(plain.Close) // subtests run in parallel, after this function returns
 	// A WebSocket server that does not speak parley.v1.
-	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var handlers sync.WaitGroup
+	noProto := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
 		if c, err := websocket.Accept(w, r, nil); err == nil {
 			// Hold it until the client hangs up.
 			<-c.CloseRead(context.Background()).Done()
 			c.CloseNow()
 		}
 	}))
-	defer ws.Close()
-	d2, err := newDialer(ws.URL, false, 1, 5*time.Second)
+	t.Cleanup(func() { noProto.Close(); handlers.Wait() })
+	raw := func(answer func(h textproto.MIMEHeader) string) string {
+		return startRawServer(t, func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader) {
+			if a := answer(h); a != "" {
+				c.Write([]byte(a))
+				io.Copy(io.Discard, br) // until the client hangs up
+			}
+		})
+	}
+	hang := startRawServer(t, func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader) {
+		io.Copy(io.Discard, br)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d2.close()
-	if _, err := d2.dial(context.Background(), 0, "", ""); err == nil || !strings.Contains(err.Error(), "--text") {
-		t.Errorf("dialing a server without parley.v1: %v", err)
+	refused := "ws://" + ln.Addr().String() + "/"
+	ln.Close()
+
+	for _, tc := range []struct {
+		name, url string
+		text      bool
+		want      string
+	}{
+		{"HTTP 200", plain.URL, false, "the server answered HTTP 200 instead of upgrading"},
+		{"HTTP 200, text", plain.URL, true, "the server answered HTTP 200 instead of upgrading"},
+		{"no subprotocol", noProto.URL, false, "does not speak parley.v1 (use --text for other servers)"},
+		{"wrong accept key", raw(func(h textproto.MIMEHeader) string {
+			h.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			return response101(h)
+		}), true, "Sec-WebSocket-Accept does not match"},
+		{"no upgrade header", raw(func(h textproto.MIMEHeader) string {
+			return strings.Replace(response101(h), "Upgrade: websocket\r\n", "", 1)
+		}), true, "lacks Upgrade"},
+		{"not HTTP", raw(func(textproto.MIMEHeader) string { return "SSH-2.0-OpenSSH_9.6\r\n\r\n" }), true, "no HTTP response"},
+		{"hang up", raw(func(textproto.MIMEHeader) string { return "" }), true, "closed the connection during the handshake"},
+		{"no answer", hang, true, "no handshake answer within 300ms"},
+		{"refused", refused, true, "connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := newDialer(tc.url, tc.text, 1, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.dial(context.Background(), 0, "", "")
+			if err == nil {
+				c.closeNow()
+				t.Fatalf("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "connect ws://127.0.0.1:") {
+				t.Errorf("error %q, want one that starts with the URL and says %q", err, tc.want)
+			}
+		})
+	}
+
+	t.Run("text mode needs no subprotocol", func(t *testing.T) {
+		t.Parallel()
+		d, err := newDialer(noProto.URL, true, 1, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := d.dial(context.Background(), 0, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.closeNow()
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		t.Parallel()
+		d, err := newDialer(hang, true, 1, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if _, err := d.dial(ctx, 0, "", ""); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+			t.Errorf("dial with a context that ends: %v after %v", err, time.Since(start))
+		}
+	})
+}
+
+// TestHandshakeRequest checks what the client asks for.
+func TestHandshakeRequest(t *testing.T) {
+	t.Parallel()
+	for _, text := range []bool{false, true} {
+		got := make(chan string, 1)
+		url := startRawServer(t, func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader) {
+			got <- fmt.Sprintf("Host=%s Upgrade=%s Connection=%s Version=%s Protocol=%s KeyLen=%d",
+				h.Get("Host"), h.Get("Upgrade"), h.Get("Connection"), h.Get("Sec-WebSocket-Version"),
+				h.Get("Sec-WebSocket-Protocol"), len(h.Get("Sec-WebSocket-Key")))
+			c.Write([]byte(response101(h)))
+			io.Copy(io.Discard, br)
+		})
+		d, err := newDialer(url, text, 1, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := d.dial(context.Background(), 0, "al ice", "r&d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.closeNow()
+		proto := "parley.v1"
+		if text {
+			proto = ""
+		}
+		want := fmt.Sprintf("Host=%s Upgrade=websocket Connection=Upgrade Version=13 Protocol=%s KeyLen=24", strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/"), proto)
+		if g := <-got; g != want {
+			t.Errorf("text %v: request %s, want %s", text, g, want)
+		}
+	}
+}
+
+func TestAppendRequestQuery(t *testing.T) {
+	t.Parallel()
+	d, err := newDialer("ws://127.0.0.1:9/chat?x=1", true, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := string(d.appendRequest(nil, []byte("k"), "al ice", "r&d"))
+	if line, _, _ := strings.Cut(req, "\r\n"); line != "GET /chat?x=1&nick=al+ice&room=r%26d HTTP/1.1" {
+		t.Errorf("request line %q", line)
 	}
 }

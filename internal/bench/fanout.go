@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // room is one benchmark room. live counts its subscribers that are still
@@ -25,7 +23,7 @@ type room struct {
 type publisher struct {
 	id   int // global publisher id, in the payload
 	room *room
-	conn *websocket.Conn // written only by the publisher's goroutine
+	conn *wsConn // written only by the publisher's goroutine
 
 	// window has one slot per message that may be in flight, for message
 	// seq at slot seq%len: the sequence number in the high 40 bits and how
@@ -83,7 +81,7 @@ type track struct {
 type subscriber struct {
 	id   int
 	room *room
-	conn *websocket.Conn
+	conn *wsConn
 
 	// unique counts distinct measured messages received; the progress
 	// line and the drain loop read it while the reader runs.
@@ -144,7 +142,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.close()
 	r := &run{cfg: cfg, dial: d, marker: newMarker(rand.Uint32() & (1<<(4*runDigits) - 1)), start: time.Now()}
 	r.setup()
 
@@ -153,7 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// before returning.
 	shutdown := sync.OnceFunc(func() {
 		r.closing.Store(true)
-		closeAll(r.conns(), cfg.ConnectConcurrency)
+		closeAll(r.conns())
 		readers.Wait()
 	})
 	defer shutdown()
@@ -238,8 +235,8 @@ func (r *run) setup() {
 	}
 }
 
-func (r *run) conns() []*websocket.Conn {
-	var cs []*websocket.Conn
+func (r *run) conns() []*wsConn {
+	var cs []*wsConn
 	for _, s := range r.subs {
 		cs = append(cs, s.conn)
 	}
@@ -284,7 +281,7 @@ func (r *run) connectAll(ctx context.Context, readers *sync.WaitGroup, progress 
 	return ctx.Err()
 }
 
-func (r *run) timedDial(ctx context.Context, i int, nick, room string) (*websocket.Conn, error) {
+func (r *run) timedDial(ctx context.Context, i int, nick, room string) (*wsConn, error) {
 	t := time.Now()
 	c, err := r.dial.dial(ctx, i, nick, room)
 	if err == nil {
@@ -424,6 +421,8 @@ func (r *run) probe(ctx context.Context) error {
 }
 
 func (r *run) probeOne(ctx context.Context, p *publisher) error {
+	// A write the server does not take must not outlive ctx.
+	defer context.AfterFunc(ctx, p.conn.abortWrites)()
 	frame := r.newFrame(p)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -432,7 +431,7 @@ func (r *run) probeOne(ctx context.Context, p *publisher) error {
 			return nil
 		}
 		frame.fill(payload{pub: p.id, seq: 0, sent: r.now()})
-		if err := p.conn.Write(ctx, websocket.MessageText, frame.b); err != nil {
+		if err := p.conn.writeText(frame.b); err != nil {
 			return fmt.Errorf("publisher %d: %w", p.id, err)
 		}
 		select {
@@ -472,6 +471,7 @@ func (f *frame) fill(p payload) { encodePayload(f.payload, f.marker, p) }
 // publish sends numbered messages until the deadline: paced at the
 // configured rate, or, at rate 0, whenever the window has room.
 func (r *run) publish(ctx context.Context, p *publisher, deadline time.Time) {
+	defer context.AfterFunc(ctx, p.conn.abortWrites)()
 	f := r.newFrame(p)
 	var interval time.Duration
 	var next time.Time
@@ -507,7 +507,7 @@ func (r *run) publish(ctx context.Context, p *publisher, deadline time.Time) {
 			slot.Store(seq << countBits)
 		}
 		f.fill(payload{pub: p.id, seq: seq, sent: r.now()})
-		if err := p.conn.Write(ctx, websocket.MessageText, f.b); err != nil {
+		if err := p.conn.writeText(f.b); err != nil {
 			if !r.closing.Load() && ctx.Err() == nil {
 				r.errs.add(fmt.Sprintf("publisher %d: %v", p.id, err))
 			}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // RunIdle opens cfg.Idle connections that send nothing, ConnectConcurrency
@@ -31,7 +29,6 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.close()
 
 	var before procSample
 	if cfg.ServerPID > 0 {
@@ -41,7 +38,7 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	run := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	conns := make([]*websocket.Conn, cfg.Idle)
+	conns := make([]*wsConn, cfg.Idle)
 	var (
 		closing   atomic.Bool
 		dropped   atomic.Int32
@@ -54,7 +51,7 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 	)
 	shutdown := sync.OnceFunc(func() {
 		closing.Store(true)
-		closeAll(conns, cfg.ConnectConcurrency)
+		closeAll(conns)
 		readers.Wait()
 	})
 	defer shutdown()
