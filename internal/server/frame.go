@@ -107,6 +107,15 @@ type connReader struct {
 	pre  *bufio.Reader // nil once drained
 }
 
+// drained reports whether everything net/http had buffered was read, and
+// lets its buffer go.
+func (r *connReader) drained() bool {
+	if r.pre != nil && r.pre.Buffered() == 0 {
+		r.pre = nil
+	}
+	return r.pre == nil
+}
+
 func (r *connReader) Read(p []byte) (int, error) {
 	if r.pre != nil {
 		if r.pre.Buffered() > 0 {
@@ -127,7 +136,7 @@ type message struct {
 // server: masked frames, no reserved bits, known opcodes, small unfragmented
 // control frames, valid close codes, UTF-8 text, and the size limit.
 type frameReader struct {
-	r   io.Reader
+	r   *connReader
 	max int // largest message, in bytes
 
 	buf []byte // the message being assembled; reused

@@ -152,12 +152,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ss := &session{
 		srv: s, id: sessionID(s.nextID.Add(1)), conn: conn, format: format, remote: r.RemoteAddr,
-		rooms:     make(map[string]string),
-		sends:     rate.NewLimiter(s.cfg.Rate, s.cfg.Burst),
-		cmds:      rate.NewLimiter(s.cfg.Rate*5, max(s.cfg.Burst*5, s.cfg.MaxRooms)),
-		closeSent: make(chan struct{}),
-		cursors:   make(map[string]*roomCursor),
+		sends: rate.NewLimiter(s.cfg.Rate, s.cfg.Burst),
+		cmds:  rate.NewLimiter(s.cfg.Rate*5, max(s.cfg.Burst*5, s.cfg.MaxRooms)),
 	}
+	ss.raw = parker(conn)
 	ss.fr = frameReader{r: &connReader{conn: conn, pre: rw.Reader}, max: s.cfg.MaxMessageBytes, onPing: ss.pong, onFrame: ss.alive}
 	empty := ""
 	ss.nickShown.Store(&empty)
@@ -173,10 +171,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// The session runs on a goroutine of its own, and the handler returns:
 	// net/http's per-connection state and the request are let go, and the
 	// session's stack starts small, so an idle connection costs little.
-	go func() {
-		defer s.handlers.Done()
-		ss.run(opts)
-	}()
+	go ss.run(opts) // it calls s.handlers.Done when the session ends
 }
 
 // pong answers a ping with the same payload. Pings cost a command token:

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -32,10 +33,11 @@ type session struct {
 	format protocol.Format
 	remote string
 	fr     frameReader
+	raw    syscall.RawConn // what a quiet connection parks on; nil: it never parks
 
 	// Owned by run (the reader).
 	nick       string
-	rooms      map[string]string // folded name -> display name
+	rooms      map[string]string // folded name -> display name; made on the first join
 	order      []string          // folded names, in join order
 	sends      *rate.Limiter
 	cmds       *rate.Limiter
@@ -63,10 +65,10 @@ type session struct {
 
 	writers   sync.WaitGroup // the flusher
 	closeOnce sync.Once
-	closeSent chan struct{} // closed once the close frame is written
+	closeSent chan struct{} // guarded by mu: made with the close frame, closed once it is written
 
 	// Owned by the flusher.
-	cursors map[string]*roomCursor
+	cursors map[string]*roomCursor // made on the first room delivered
 	bufs    net.Buffers
 }
 
@@ -151,13 +153,59 @@ type connectOptions struct {
 	epoch string
 }
 
-// run serves the connection until it ends, then cleans up. It is the
-// connection's owner.
+// run welcomes the client, then serves the connection until it ends and
+// cleans up. Whichever goroutine is reading is the connection's owner.
 func (s *session) run(opts connectOptions) {
-	defer s.finish()
 	s.welcome(opts)
-	err := s.readLoop()
+	s.alive()
+	s.serve(false)
+}
+
+// serve reads frames until the connection ends, or until it goes quiet
+// and parks: the reader then hands over to a new goroutine that waits for
+// the socket to become readable. A waiting goroutine that has never run a
+// command keeps the smallest stack (2 KiB) where a reader that has grown
+// its stack on commands would keep it. Most connections are quiet most of
+// the time, so this is most of what an idle connection costs.
+func (s *session) serve(woken bool) {
+	err := s.readLoop(woken)
+	if err == errQuiet {
+		go s.park()
+		return
+	}
 	s.end(err)
+	s.finish()
+	s.srv.handlers.Done()
+}
+
+// park waits for the next frame, then serves it.
+func (s *session) park() {
+	if err := waitReadable(s.raw); err != nil {
+		s.end(err)
+		s.finish()
+		s.srv.handlers.Done()
+		return
+	}
+	s.serve(true)
+}
+
+// errQuiet ends a read loop that found nothing to read: the session parks.
+var errQuiet = errors.New("quiet")
+
+// quiet reports whether the connection has nothing to read right now and
+// can park. Called between messages, where no frame is half read.
+func (s *session) quiet() bool {
+	if s.raw == nil || !s.fr.r.drained() {
+		return false
+	}
+	if !readable(s.raw) {
+		// The message buffer goes too, unless it is small.
+		if cap(s.fr.buf) > 1024 {
+			s.fr.buf = nil
+		}
+		return true
+	}
+	return false
 }
 
 func (s *session) welcome(opts connectOptions) {
@@ -216,10 +264,14 @@ func (s *session) welcome(opts connectOptions) {
 	}
 }
 
-// readLoop reads frames until the connection ends.
-func (s *session) readLoop() error {
-	s.alive()
+// readLoop reads frames until the connection ends or goes quiet
+// (errQuiet). woken says the socket was just found readable.
+func (s *session) readLoop(woken bool) error {
 	for {
+		if !woken && s.quiet() {
+			return errQuiet
+		}
+		woken = false
 		msg, err := s.fr.next()
 		if err != nil {
 			return err
@@ -364,15 +416,21 @@ func (s *session) waitStored(d time.Duration) {
 }
 
 func (s *session) waitCloseSent(d time.Duration) {
+	s.mu.Lock()
+	sent := s.closeSent
+	s.mu.Unlock()
+	if sent == nil {
+		return // no close frame was queued
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-s.closeSent:
+	case <-sent:
 	case <-t.C:
 	}
 }
 
-// finish releases everything the session holds. Deferred by run.
+// finish releases everything the session holds, once the read loop ended.
 func (s *session) finish() {
 	s.mu.Lock()
 	s.dead = true
@@ -527,6 +585,9 @@ func (s *session) join(c *protocol.Command) *protocol.Error {
 		v = hub.VariantText // a joined room becomes the current one
 	}
 	display, _ := s.srv.hub.Join(c.Room, s, v)
+	if s.rooms == nil {
+		s.rooms = make(map[string]string)
+	}
 	s.rooms[key] = display
 	s.order = append(s.order, key)
 	s.switchTo(display)

@@ -210,6 +210,7 @@ func (s *session) flush() {
 			s.live = 0
 			s.closing = true
 			s.closeCode = closePolicy
+			s.closeSent = make(chan struct{})
 			if s.endReason == "" {
 				s.endReason = "slow consumer: behind for longer than --max-lag"
 			}
@@ -355,7 +356,7 @@ func (s *session) runJob(j *catchup) error {
 		if err != nil {
 			// Live messages still flow; the client is told the
 			// history could not be read.
-			s.cursors[j.key] = c
+			s.setCursor(j.key, c)
 			return s.jobError(j, err)
 		}
 		// The cursor starts after the last message written, never at
@@ -368,7 +369,7 @@ func (s *session) runJob(j *catchup) error {
 		if err := s.writeHistory(j, pre, page.Messages); err != nil {
 			return err
 		}
-		s.cursors[j.key] = c
+		s.setCursor(j.key, c)
 		return nil
 	}
 	c.last = *since
@@ -378,7 +379,7 @@ func (s *session) runJob(j *catchup) error {
 		if err != nil {
 			// Live messages still flow; the client is told the
 			// history could not be read.
-			s.cursors[j.key] = c
+			s.setCursor(j.key, c)
 			return s.jobError(j, err)
 		}
 		if first {
@@ -411,8 +412,15 @@ func (s *session) runJob(j *catchup) error {
 			break
 		}
 	}
-	s.cursors[j.key] = c
+	s.setCursor(j.key, c)
 	return nil
+}
+
+func (s *session) setCursor(key string, c *roomCursor) {
+	if s.cursors == nil {
+		s.cursors = make(map[string]*roomCursor)
+	}
+	s.cursors[key] = c
 }
 
 // resync catches every delivered room up from the log after an overflow.
@@ -490,7 +498,12 @@ var _ hub.Encoder = Encode
 // closeWritten is called by the flusher when the queue drained while the
 // session was closing: the close frame (queued last) is out.
 func (s *session) closeWritten() {
-	s.closeOnce.Do(func() { close(s.closeSent) })
+	s.mu.Lock()
+	sent := s.closeSent
+	s.mu.Unlock()
+	if sent != nil {
+		s.closeOnce.Do(func() { close(sent) })
+	}
 	// The reader may be blocked on a client that sends nothing: give it
 	// a moment to read the client's close reply, then end.
 	s.conn.SetReadDeadline(time.Now().Add(closeGrace))
@@ -516,6 +529,7 @@ func (s *session) sendClose(code int, reason string) bool {
 	s.queue = append(s.queue, item{data: closeFrame(code, reason)})
 	s.closing = true
 	s.closeCode = code
+	s.closeSent = make(chan struct{})
 	s.kickLocked()
 	s.mu.Unlock()
 	return true
