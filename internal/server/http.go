@@ -122,6 +122,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed: start the server with --allowed-origins "+r.Header.Get("Origin"), http.StatusForbidden)
 		return
 	}
+	response, subprotocol, ok := checkHandshake(w, r)
+	if !ok {
+		return
+	}
 	if n := s.conns.Add(1); n > int64(s.cfg.MaxConnections) {
 		s.conns.Add(-1)
 		s.reject(rejectOverCapacity)
@@ -136,18 +140,18 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	up := ws.HTTPUpgrader{
-		Timeout:  s.cfg.HandshakeTimeout,
-		Protocol: func(p string) bool { return p == protocol.Subprotocol },
-	}
-	conn, rw, hs, err := up.Upgrade(r, w)
+	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		s.conns.Add(-1)
-		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Error("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "cannot upgrade this connection", http.StatusInternalServerError)
 		return
 	}
+	// net/http's read deadlines are for the request; the session sets
+	// its own.
+	conn.SetDeadline(time.Time{})
 	format := protocol.Text
-	if hs.Protocol == protocol.Subprotocol {
+	if subprotocol == protocol.Subprotocol {
 		format = protocol.JSON
 	}
 	ss := &session{
@@ -160,18 +164,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	empty := ""
 	ss.nickShown.Store(&empty)
 	ss.nickKey.Store("")
+	// The 101 response is the first thing the flusher writes, with the
+	// welcome that run queues next.
+	ss.queue = append(s.getItems(), item{data: response})
 	if !s.addSession(ss) {
 		s.conns.Add(-1)
-		conn.Write(closeFrame(closeGoingAway, "server shutting down"))
+		conn.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+		conn.Write(append(response, closeFrame(closeGoingAway, "server shutting down")...))
 		conn.Close()
 		return
 	}
 	s.metrics.connections.Inc()
 	s.metrics.connectionsTotal.WithLabelValues(format.String()).Inc()
-	// The session runs on a goroutine of its own, and the handler returns:
-	// net/http's per-connection state and the request are let go, and the
-	// session's stack starts small, so an idle connection costs little.
-	go ss.run(opts) // it calls s.handlers.Done when the session ends
+	// The welcome runs here, on net/http's goroutine, whose stack has
+	// already grown to what it needs. When the client has nothing more to
+	// say the session parks on a goroutine of its own and this one
+	// returns: net/http's per-connection state and the request are let go.
+	ss.run(opts) // it calls s.handlers.Done when the session ends
 }
 
 // pong answers a ping with the same payload. Pings cost a command token:
