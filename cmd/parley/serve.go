@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"time"
 
@@ -143,7 +142,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.cfg.Node = nb.Node()
 	}
 
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := server.Listen(ctx, o.addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen: %w", err)
 	}

@@ -105,7 +105,7 @@ func (n *Node) start(addr string) error {
 	var err error
 	// The port of a node that just stopped may take a moment to free.
 	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", addr); err == nil {
+		if ln, err = server.Listen(context.Background(), addr); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

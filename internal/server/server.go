@@ -124,6 +124,16 @@ func New(cfg Config, h *hub.Hub, b Broker, log *slog.Logger) *Server {
 // page, the API, health and metrics.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Listen opens the TCP listener for addr that Serve expects. Accepted
+// connections get no kernel keepalive: parley pings every client and drops
+// one that stops answering (Config.PongTimeout), which keeps idle paths
+// through NATs and load balancers open as well, and saves four setsockopt
+// calls on every connection.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
