@@ -73,7 +73,9 @@ func newDialer(rawURL string, text bool, conns int, timeout time.Duration) (*dia
 		}
 	}
 	for _, src := range sourceAddrs(u.Hostname(), conns) {
-		nd := &net.Dialer{Timeout: timeout}
+		// No TCP keep-alive: four setsockopt calls per connection for
+		// probes that a benchmark's lifetime never sees.
+		nd := &net.Dialer{Timeout: timeout, KeepAlive: -1}
 		if src != nil {
 			nd.LocalAddr = &net.TCPAddr{IP: src}
 		}

@@ -132,9 +132,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Subs == 0 || cfg.Pubs == 0 {
 		return nil, errors.New("a fan-out run needs subscribers and publishers")
 	}
+	var conn0, conn1 procSample
 	if cfg.ServerPID > 0 {
 		// Find a wrong pid before connecting a thousand clients.
-		if _, err := readProc(cfg.ServerPID); err != nil {
+		if conn0, err = readProc(cfg.ServerPID); err != nil {
 			return nil, err
 		}
 	}
@@ -158,11 +159,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	progress := newProgress(cfg.Progress, cfg.ProgressLines)
 	defer progress.stop()
 	progress.connecting(0, cfg.Subs+cfg.Pubs)
-	connectStart := time.Now()
+	connectStart, connectCPU0 := time.Now(), selfCPU()
 	if err := r.connectAll(ctx, &readers, progress); err != nil {
 		return nil, err
 	}
-	connectTime := time.Since(connectStart)
+	connectTime, connectCPU := time.Since(connectStart), selfCPU()-connectCPU0
+	if cfg.ServerPID > 0 {
+		if conn1, err = readProc(cfg.ServerPID); err != nil {
+			return nil, err
+		}
+	}
 
 	// Probe: every subscriber must receive from every publisher of its
 	// room before the clock starts, so a server that registers
@@ -203,7 +209,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	res := r.result(t0, sendEnd, connectTime)
 	res.ClientCPUSeconds = clientCPU.Seconds()
+	res.Connect.BenchCPUSeconds = connectCPU.Seconds()
 	if cfg.ServerPID > 0 {
+		res.Connect.ServerCPUSeconds = (conn1.cpu - conn0.cpu).Seconds()
 		res.Server = serverStats(cfg.ServerPID, before, after, res.Delivered)
 	}
 	res.verify()
@@ -251,34 +259,22 @@ func (r *run) conns() []*wsConn {
 func (r *run) connectAll(ctx context.Context, readers *sync.WaitGroup, progress *progress) error {
 	n := len(r.subs) + len(r.pubs)
 	var connected atomic.Int32
-	var failed atomic.Pointer[error]
-	sem := make(chan struct{}, r.cfg.ConnectConcurrency)
-	var wg sync.WaitGroup
-	for i := range n {
-		if failed.Load() != nil || ctx.Err() != nil {
-			break
+	err := connectEach(ctx, n, r.cfg.ConnectConcurrency, func(i int) error {
+		var err error
+		if i < len(r.subs) {
+			err = r.connectSub(ctx, r.subs[i], readers)
+		} else {
+			err = r.connectPub(ctx, r.pubs[i-len(r.subs)], readers)
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			var err error
-			if i < len(r.subs) {
-				err = r.connectSub(ctx, r.subs[i], readers)
-			} else {
-				err = r.connectPub(ctx, r.pubs[i-len(r.subs)], readers)
-			}
-			if err != nil {
-				failed.CompareAndSwap(nil, &err)
-				return
-			}
+		if err == nil {
 			progress.connecting(int(connected.Add(1)), n)
-		})
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w (after %d of %d connections)", err, connected.Load(), n)
 	}
-	wg.Wait()
-	if p := failed.Load(); p != nil {
-		return fmt.Errorf("%w (after %d of %d connections)", *p, connected.Load(), n)
-	}
-	return ctx.Err()
+	return nil
 }
 
 func (r *run) timedDial(ctx context.Context, i int, nick, room string) (*wsConn, error) {

@@ -47,7 +47,6 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 		histMu    sync.Mutex
 		hist      histogram
 		connected atomic.Int32
-		failed    atomic.Pointer[error]
 	)
 	shutdown := sync.OnceFunc(func() {
 		closing.Store(true)
@@ -58,43 +57,33 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 
 	progress := newProgress(cfg.Progress, cfg.ProgressLines)
 	defer progress.stop()
-	start := time.Now()
-	sem := make(chan struct{}, cfg.ConnectConcurrency)
-	var dialers sync.WaitGroup
-	for i := range conns {
-		if failed.Load() != nil || ctx.Err() != nil {
-			break
+	start, cpu0 := time.Now(), selfCPU()
+	err = connectEach(ctx, cfg.Idle, cfg.ConnectConcurrency, func(i int) error {
+		t := time.Now()
+		c, err := d.dial(ctx, i, fmt.Sprintf("i%s-%d", run, i), "")
+		if err != nil {
+			return err
 		}
-		sem <- struct{}{}
-		dialers.Go(func() {
-			defer func() { <-sem }()
-			t := time.Now()
-			c, err := d.dial(ctx, i, fmt.Sprintf("i%s-%d", run, i), "")
+		took := time.Since(t)
+		histMu.Lock()
+		hist.record(took)
+		histMu.Unlock()
+		conns[i] = c
+		readers.Go(func() {
+			// Reading answers the server's pings; an idle client
+			// gets a welcome and nothing else it needs.
+			err := readLoop(c, closing.Load, func([]byte) {})
 			if err != nil {
-				failed.CompareAndSwap(nil, &err)
-				return
+				dropped.Add(1)
+				errs.add(fmt.Sprintf("connection %d dropped: %v", i, err))
 			}
-			took := time.Since(t)
-			histMu.Lock()
-			hist.record(took)
-			histMu.Unlock()
-			conns[i] = c
-			readers.Go(func() {
-				// Reading answers the server's pings; an idle client
-				// gets a welcome and nothing else it needs.
-				err := readLoop(c, closing.Load, func([]byte) {})
-				if err != nil {
-					dropped.Add(1)
-					errs.add(fmt.Sprintf("connection %d dropped: %v", i, err))
-				}
-			})
-			progress.connecting(int(connected.Add(1)), cfg.Idle)
 		})
-	}
-	dialers.Wait()
-	connectTime := time.Since(start)
-	if p := failed.Load(); p != nil {
-		return nil, fmt.Errorf("%w (after %d of %d connections)", *p, connected.Load(), cfg.Idle)
+		progress.connecting(int(connected.Add(1)), cfg.Idle)
+		return nil
+	})
+	connectTime, connectCPU := time.Since(start), selfCPU()-cpu0
+	if err != nil {
+		return nil, fmt.Errorf("%w (after %d of %d connections)", err, connected.Load(), cfg.Idle)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -130,7 +119,9 @@ func RunIdle(ctx context.Context, cfg Config) (*Result, error) {
 		Disconnected: int(dropped.Load()),
 	}
 	res.ErrorCount, res.Errors = errs.snapshot()
+	res.Connect.BenchCPUSeconds = connectCPU.Seconds()
 	if cfg.ServerPID > 0 {
+		res.Connect.ServerCPUSeconds = (held0.cpu - before.cpu).Seconds()
 		res.Server = &Server{
 			PID:           cfg.ServerPID,
 			CPUSeconds:    (after.cpu - held0.cpu).Seconds(),

@@ -80,6 +80,11 @@ type Connect struct {
 	P50ms   float64 `json:"p50_ms"`
 	P99ms   float64 `json:"p99_ms"`
 	MaxMs   float64 `json:"max_ms"`
+	// BenchCPUSeconds is the load generator's own CPU time while it
+	// connected, and ServerCPUSeconds the server's (with ServerPID): on
+	// one machine the two share the cores, so both bound the connect time.
+	BenchCPUSeconds  float64 `json:"bench_cpu_seconds"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // Server is what /proc says about the server process during the run.
@@ -212,6 +217,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	row("connect", fmt.Sprintf("%s conns in %.2f s (each p50 %.1f ms, p99 %.1f ms, max %.1f ms)",
 		count(int64(r.Connect.Conns)), r.Connect.Seconds, r.Connect.P50ms, r.Connect.P99ms, r.Connect.MaxMs))
+	cpu := fmt.Sprintf("bench %.2f s", r.Connect.BenchCPUSeconds)
+	if r.Server != nil {
+		cpu += fmt.Sprintf(", server %.2f s", r.Connect.ServerCPUSeconds)
+	}
+	row("connect cpu", cpu)
 	if s := r.Server; s != nil {
 		row("server cpu", fmt.Sprintf("%.2f s", s.CPUSeconds))
 		if s.DeliveriesPerCPUSecond > 0 {
