@@ -50,18 +50,19 @@ type session struct {
 	current   atomic.Pointer[string]
 
 	mu          sync.Mutex
-	queue       []item      // guarded by mu
-	live        int         // guarded by mu: live frames in queue
-	writing     bool        // guarded by mu: a flusher is running
-	behind      bool        // guarded by mu: live frames were dropped; resync
-	behindSince time.Time   // guarded by mu: when it first fell behind
-	lastWrite   time.Time   // guarded by mu: when the flusher last took a batch
-	lastBatch   int         // guarded by mu: live frames in that batch
-	timer       *time.Timer // guarded by mu: starts the flusher after a coalescing window
-	closing     bool        // guarded by mu: a close frame is queued
-	closeCode   int         // guarded by mu
-	dead        bool        // guarded by mu: the socket is unusable
-	endReason   string      // guarded by mu
+	queue       []item        // guarded by mu
+	live        int           // guarded by mu: live frames in queue
+	writing     bool          // guarded by mu: a flusher is running
+	behind      bool          // guarded by mu: live frames were dropped; resync
+	behindSince time.Time     // guarded by mu: when it first fell behind
+	lastWrite   time.Time     // guarded by mu: when the flusher last took a batch
+	lastBatch   int           // guarded by mu: live frames in that batch
+	waiting     bool          // guarded by mu: the flusher waits out a coalescing window
+	wake        chan struct{} // guarded by mu: ends that wait; made by the flusher
+	closing     bool          // guarded by mu: a close frame is queued
+	closeCode   int           // guarded by mu
+	dead        bool          // guarded by mu: the socket is unusable
+	endReason   string        // guarded by mu
 
 	writers   sync.WaitGroup // the flusher
 	closeOnce sync.Once
@@ -69,6 +70,7 @@ type session struct {
 
 	// Owned by the flusher.
 	cursors map[string]*roomCursor // made on the first room delivered
+	sleeper *time.Timer            // times its waits
 	bufs    net.Buffers
 }
 
@@ -435,11 +437,7 @@ func (s *session) finish() {
 	s.mu.Lock()
 	s.dead = true
 	s.closing = true
-	if s.timer != nil && s.timer.Stop() {
-		s.timer = nil
-		s.writing = false
-		s.writers.Done() // the flusher it would have started
-	}
+	s.wakeLocked() // a flusher waiting out a window sees dead and exits
 	s.mu.Unlock()
 	s.conn.Close()
 	s.writers.Wait()

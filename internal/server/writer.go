@@ -126,24 +126,29 @@ func (s *session) push(it item) bool {
 	return true
 }
 
-// kickLocked starts the flusher if it is not running.
+// kickLocked starts the flusher if it is not running, and wakes it if it
+// is waiting out a coalescing window but what was just queued must not
+// wait (an answer, a close). Checked on every delivery, so it reads no
+// clock.
 func (s *session) kickLocked() {
 	if !s.writing {
 		s.writing = true
 		s.writers.Add(1)
-		if wait := s.coalesceLocked(); wait > 0 {
-			s.timer = time.AfterFunc(wait, s.flush)
-			return
-		}
 		go s.flush()
 		return
 	}
-	// A flusher is due: if it waits out a coalescing window but what was
-	// just queued must not wait (an answer, a close), run it now. Checked
-	// on every delivery, so it reads no clock.
-	if s.timer != nil && s.urgentLocked() && s.timer.Stop() {
-		s.timer = nil
-		go s.flush()
+	if s.waiting && s.urgentLocked() {
+		s.wakeLocked()
+	}
+}
+
+// wakeLocked ends the flusher's wait, if it waits.
+func (s *session) wakeLocked() {
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
@@ -177,28 +182,38 @@ func (s *session) urgentLocked() bool {
 const busyBatch = 16
 
 // flush is the writer goroutine: it drains the queue in batches until it
-// is empty, then exits.
+// is empty and a coalescing window has passed without anything new, then
+// exits. Between batches it waits out the window on its own timer: a busy
+// connection keeps one flusher, instead of a timer and a new goroutine
+// (whose stack grows again on every write) per batch.
 func (s *session) flush() {
 	defer s.writers.Done()
 	var batch []item
 	for {
 		s.mu.Lock()
-		s.timer = nil // if it was this flusher's timer, it has fired
 		if s.dead {
 			s.writing = false
+			s.wake = nil
 			clear(s.queue)
 			s.queue = s.queue[:0]
 			s.mu.Unlock()
 			return
 		}
-		if wait := s.coalesceLocked(); wait > 0 && len(s.queue) > 0 {
-			// Come back when the window has passed; the queue keeps
-			// filling meanwhile and goes out in one write.
-			s.writers.Add(1)
-			s.timer = time.AfterFunc(wait, s.flush)
+		if wait := s.coalesceLocked(); wait > 0 {
+			// The queue keeps filling meanwhile and goes out in one
+			// write. An empty queue waits too: a connection that just
+			// wrote is likely to have more within the window.
+			if s.wake == nil {
+				s.wake = make(chan struct{}, 1)
+			}
+			wake := s.wake
+			s.waiting = true
 			s.mu.Unlock()
-			s.srv.putItems(batch)
-			return
+			s.sleep(wait, wake)
+			s.mu.Lock()
+			s.waiting = false
+			s.mu.Unlock()
+			continue
 		}
 		resync := s.behind
 		s.behind = false
@@ -218,6 +233,7 @@ func (s *session) flush() {
 		}
 		if len(s.queue) == 0 && !resync {
 			s.writing = false
+			s.wake, s.sleeper = nil, nil
 			s.behindSince = time.Time{}
 			// Idle again: hold no buffers.
 			s.srv.putItems(s.queue)
@@ -247,6 +263,20 @@ func (s *session) flush() {
 			s.writeFailed(err)
 		}
 		clear(batch)
+	}
+}
+
+// sleep waits for d, or until woken. Only the flusher calls it.
+func (s *session) sleep(d time.Duration, wake <-chan struct{}) {
+	if s.sleeper == nil {
+		s.sleeper = time.NewTimer(d)
+	} else {
+		s.sleeper.Reset(d)
+	}
+	select {
+	case <-s.sleeper.C:
+	case <-wake:
+		s.sleeper.Stop()
 	}
 }
 
