@@ -160,6 +160,13 @@ type connectOptions struct {
 func (s *session) run(opts connectOptions) {
 	s.welcome(opts)
 	s.alive()
+	if s.raw != nil && s.fr.r.drained() {
+		// A client waits for the 101 before it sends (RFC 6455, 4.1),
+		// and the 101 has only just been queued: park without looking
+		// (park looks, before it waits).
+		go s.park()
+		return
+	}
 	s.serve(false)
 }
 
