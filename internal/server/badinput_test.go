@@ -951,3 +951,38 @@ func TestBadHandshakes(t *testing.T) {
 		t.Fatalf("fourth: %s, want 503", resp.Status)
 	}
 }
+
+// A client that sends a frame in the same segment as its handshake (which
+// RFC 6455 does not allow, but costs nothing to serve) is served by
+// net/http's path, and the frame is read: nothing sent is lost.
+func TestFrameWithTheHandshake(t *testing.T) {
+	t.Parallel()
+	n := parleytest.Start(t)
+	c := rawTCP(t, n.Addr)
+	req := fmt.Sprintf("GET /?nick=eager HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", n.Addr, wsKey)
+	b := appendRawFrame([]byte(req), true, 0, 0x1, c.nextMask(), []byte("said at once"))
+	if err := c.writeRaw(b); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(wsKey) {
+		t.Fatalf("Sec-WebSocket-Accept %q", got)
+	}
+	if got := c.nextText(); !strings.HasPrefix(got, "* welcome to parley, eager") {
+		t.Fatalf("first frame %q, want the welcome", got)
+	}
+	for {
+		got := c.nextText()
+		if got == "eager: said at once" {
+			return
+		}
+		if !strings.HasPrefix(got, "* ") {
+			t.Fatalf("got %q, want the frame sent with the handshake", got)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -99,29 +98,26 @@ func validCloseCode(code int) bool {
 	return false
 }
 
-// connReader reads a hijacked connection: first what net/http had already
-// buffered, then the socket itself, with no buffer of its own, so that an
+// connReader reads an upgraded connection: first what was read past the
+// handshake, then the socket itself, with no buffer of its own, so that an
 // idle connection holds no read buffer.
 type connReader struct {
 	conn net.Conn
-	pre  *bufio.Reader // nil once drained
+	pre  []byte // nil once drained
 }
 
-// drained reports whether everything net/http had buffered was read, and
-// lets its buffer go.
-func (r *connReader) drained() bool {
-	if r.pre != nil && r.pre.Buffered() == 0 {
-		r.pre = nil
-	}
-	return r.pre == nil
-}
+// drained reports whether everything read past the handshake was
+// consumed.
+func (r *connReader) drained() bool { return len(r.pre) == 0 }
 
 func (r *connReader) Read(p []byte) (int, error) {
-	if r.pre != nil {
-		if r.pre.Buffered() > 0 {
-			return r.pre.Read(p)
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		if len(r.pre) == 0 {
+			r.pre = nil
 		}
-		r.pre = nil
+		return n, nil
 	}
 	return r.conn.Read(p)
 }

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -93,10 +95,15 @@ parley chat ws://%[1]s/</code></pre>
 }
 
 // originAllowed reports whether a browser page from the request's Origin
-// may connect: no Origin (not a browser), the server's own host, or one of
-// Config.AllowedOrigins.
+// may connect.
 func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
+	return s.originOK(r.Header.Get("Origin"), r.Host)
+}
+
+// originOK reports whether a page from origin may connect to host: no
+// Origin (not a browser), the server's own host, or one of
+// Config.AllowedOrigins.
+func (s *Server) originOK(origin, host string) bool {
 	if origin == "" {
 		return true
 	}
@@ -104,7 +111,7 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(u.Host, host) {
 		return true
 	}
 	for _, o := range s.cfg.AllowedOrigins {
@@ -150,17 +157,29 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// net/http's read deadlines are for the request; the session sets
 	// its own.
 	conn.SetDeadline(time.Time{})
+	var pre []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		p, _ := rw.Reader.Peek(n)
+		pre = bytes.Clone(p)
+	}
+	s.startSession(conn, pre, r.RemoteAddr, subprotocol, response, opts)
+}
+
+// startSession serves an upgraded connection: pre is what was read past
+// the handshake, response the 101 still to write. It returns when the
+// session ends or parks.
+func (s *Server) startSession(conn net.Conn, pre []byte, remote, subprotocol string, response []byte, opts connectOptions) {
 	format := protocol.Text
 	if subprotocol == protocol.Subprotocol {
 		format = protocol.JSON
 	}
 	ss := &session{
-		srv: s, id: sessionID(s.nextID.Add(1)), conn: conn, format: format, remote: r.RemoteAddr,
+		srv: s, id: sessionID(s.nextID.Add(1)), conn: conn, format: format, remote: remote,
 		sends: rate.NewLimiter(s.cfg.Rate, s.cfg.Burst),
 		cmds:  rate.NewLimiter(s.cfg.Rate*5, max(s.cfg.Burst*5, s.cfg.MaxRooms)),
 	}
 	ss.raw = parker(conn)
-	ss.fr = frameReader{r: &connReader{conn: conn, pre: rw.Reader}, max: s.cfg.MaxMessageBytes, onPing: ss.pong, onFrame: ss.alive}
+	ss.fr = frameReader{r: &connReader{conn: conn, pre: pre}, max: s.cfg.MaxMessageBytes, onPing: ss.pong, onFrame: ss.alive}
 	empty := ""
 	ss.nickShown.Store(&empty)
 	ss.nickKey.Store("")
@@ -176,10 +195,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.connections.Inc()
 	s.metrics.connectionsTotal.WithLabelValues(format.String()).Inc()
-	// The welcome runs here, on net/http's goroutine, whose stack has
-	// already grown to what it needs. When the client has nothing more to
-	// say the session parks on a goroutine of its own and this one
-	// returns: net/http's per-connection state and the request are let go.
+	// The welcome runs on the goroutine that read the handshake, whose
+	// stack has already grown to what it needs. When the client has
+	// nothing more to say the session parks on a goroutine of its own and
+	// this one returns.
 	ss.run(opts) // it calls s.handlers.Done when the session ends
 }
 

@@ -75,6 +75,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // guarded by mu
+	sniffing map[net.Conn]struct{} // guarded by mu: connections whose request is being read
 	stopping bool                  // guarded by mu
 
 	items sync.Pool // *[]item: sessions' queues while they have something to write
@@ -99,6 +100,7 @@ func New(cfg Config, h *hub.Hub, b Broker, log *slog.Logger) *Server {
 	s := &Server{
 		cfg: cfg, hub: h, broker: b, log: log,
 		sessions:   make(map[*session]struct{}),
+		sniffing:   make(map[net.Conn]struct{}),
 		pingerStop: make(chan struct{}),
 		pingerDone: make(chan struct{}),
 	}
@@ -137,7 +139,7 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	err := s.http.Serve(s.sniffer(ln))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -163,6 +165,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	sessions := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
+	}
+	for c := range s.sniffing {
+		c.Close() // a request not read yet: the client can try again
 	}
 	s.mu.Unlock()
 
