@@ -33,11 +33,7 @@ func (p *progress) line(force bool, format string, args ...any) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	every := 200 * time.Millisecond
-	if p.lines {
-		every = time.Second
-	}
-	if p.stopped || !force && time.Since(p.lastPrint) < every {
+	if p.stopped || !force && time.Since(p.lastPrint) < p.every() {
 		return
 	}
 	p.lastPrint = time.Now()
@@ -49,8 +45,26 @@ func (p *progress) line(force bool, format string, args ...any) {
 	fmt.Fprintf(p.w, "\r%-78s", fmt.Sprintf(format, args...))
 }
 
+// connecting is called once per connection: it formats nothing unless a
+// line is due.
 func (p *progress) connecting(n, total int) {
-	p.line(n == total, "connecting %s/%s", count(int64(n)), count(int64(total)))
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	due := n == total || time.Since(p.lastPrint) >= p.every()
+	p.mu.Unlock()
+	if due {
+		p.line(n == total, "connecting %s/%s", count(int64(n)), count(int64(total)))
+	}
+}
+
+// every is how often a line may be printed.
+func (p *progress) every() time.Duration {
+	if p.lines {
+		return time.Second
+	}
+	return 200 * time.Millisecond
 }
 
 func (p *progress) draining(left int64) {
