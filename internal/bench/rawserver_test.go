@@ -25,7 +25,7 @@ type rawServer struct {
 // startRawServer listens on 127.0.0.1 and runs serve for each connection,
 // after reading its request header; it stops at cleanup and waits for
 // every serve to return.
-func startRawServer(t *testing.T, serve func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader)) string {
+func startRawServer(t testing.TB, serve func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -459,3 +459,66 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadMessage reads 150-byte frames that a server writes in
+// batches of 64, over a real loopback socket: the client's cost per
+// message, system calls included.
+func BenchmarkReadMessage(b *testing.B) {
+	msg := testPayload(150)
+	var batch []byte
+	for range 64 {
+		batch = append(batch, serverFrame(true, opText, msg)...)
+	}
+	url := startRawServer(b, func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader) {
+		if _, err := c.Write([]byte(response101(h))); err != nil {
+			return
+		}
+		for {
+			if _, err := c.Write(batch); err != nil {
+				return
+			}
+		}
+	})
+	d, err := newDialer(url, true, 1, 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := d.dial(context.Background(), 0, "", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.closeNow()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := c.readMessage(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteText writes 150-byte text frames to a server that
+// discards them.
+func BenchmarkWriteText(b *testing.B) {
+	url := startRawServer(b, func(c net.Conn, br *bufio.Reader, h textproto.MIMEHeader) {
+		c.Write([]byte(response101(h)))
+		io.Copy(io.Discard, br)
+	})
+	d, err := newDialer(url, true, 1, 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := d.dial(context.Background(), 0, "", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.closeNow()
+	msg := testPayload(150)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if err := c.writeText(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
