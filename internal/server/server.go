@@ -78,8 +78,9 @@ type Server struct {
 	sniffing map[net.Conn]struct{} // guarded by mu: connections whose request is being read
 	stopping bool                  // guarded by mu
 
-	items sync.Pool // *[]item: sessions' queues while they have something to write
-	bufs  sync.Pool // *net.Buffers: the flushers' write vectors
+	sweeper *sweeper  // writes busy connections' coalesced live frames
+	items   sync.Pool // *[]item: sessions' queues while they have something to write
+	bufs    sync.Pool // *net.Buffers: the flushers' write vectors
 
 	handlers   sync.WaitGroup // sessions' run
 	pingerStop chan struct{}
@@ -118,6 +119,7 @@ func New(cfg Config, h *hub.Hub, b Broker, log *slog.Logger) *Server {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	s.sweeper = newSweeper()
 	go s.pinger()
 	return s
 }
@@ -193,8 +195,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if herr := <-httpDone; err == nil && herr != nil && !errors.Is(herr, context.DeadlineExceeded) {
 		err = herr
 	}
-	s.stopOnce.Do(func() { close(s.pingerStop) })
-	<-s.pingerDone
+	s.stopOnce.Do(func() {
+		close(s.pingerStop)
+		<-s.pingerDone
+		s.sweeper.close()
+	})
 	s.cancel()
 	return err
 }

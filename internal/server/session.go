@@ -57,6 +57,7 @@ type session struct {
 	behindSince time.Time     // guarded by mu: when it first fell behind
 	lastWrite   time.Time     // guarded by mu: when the flusher last took a batch
 	lastBatch   int           // guarded by mu: live frames in that batch
+	swept       bool          // guarded by mu: on the sweeper's schedule (writing is set)
 	waiting     bool          // guarded by mu: the flusher waits out a coalescing window
 	wake        chan struct{} // guarded by mu: ends that wait; made by the flusher
 	closing     bool          // guarded by mu: a close frame is queued
@@ -64,13 +65,13 @@ type session struct {
 	dead        bool          // guarded by mu: the socket is unusable
 	endReason   string        // guarded by mu
 
-	writers   sync.WaitGroup // the flusher
+	writers   sync.WaitGroup // the flusher, or a sweeper worker writing
 	closeOnce sync.Once
 	closeSent chan struct{} // guarded by mu: made with the close frame, closed once it is written
 
-	// Owned by the flusher.
+	// Owned by whoever writes (the flusher or a sweeper worker).
 	cursors map[string]*roomCursor // made on the first room delivered
-	sleeper *time.Timer            // times its waits
+	sleeper *time.Timer            // times the flusher's waits (TLS only)
 	bufs    net.Buffers
 }
 
@@ -445,6 +446,10 @@ func (s *session) finish() {
 	s.dead = true
 	s.closing = true
 	s.wakeLocked() // a flusher waiting out a window sees dead and exits
+	if s.swept {
+		s.swept = false // the sweeper skips it
+		s.writing = false
+	}
 	s.mu.Unlock()
 	s.conn.Close()
 	s.writers.Wait()

@@ -12,10 +12,12 @@ import (
 	"parley/internal/protocol"
 )
 
-// The connection's writer. Exactly one goroutine writes a connection: the
-// flusher, started when the queue goes from empty to not empty and gone
-// when it is drained, so an idle connection has no writer goroutine and no
-// write buffers. Rules, in the spirit of a socket contract:
+// The connection's writer. One goroutine at a time writes a connection:
+// the flusher, started when the queue goes from empty to not empty and
+// gone when it is drained, or, for live frames waiting out a coalescing
+// window, a sweeper worker (sweep.go); session.writing says one of them
+// owns the socket. An idle connection has no writer goroutine and no write
+// buffers. Rules, in the spirit of a socket contract:
 //
 //  1. Enqueueing never blocks and never does I/O (the hub calls Deliver
 //     holding a room's lock).
@@ -133,13 +135,20 @@ func (s *session) push(it item) bool {
 func (s *session) kickLocked() {
 	if !s.writing {
 		s.writing = true
+		s.scheduleLocked()
+		return
+	}
+	if !s.swept && !s.waiting || !s.urgentLocked() {
+		return
+	}
+	if s.swept {
+		// Take it back from the sweeper (which skips it now).
+		s.swept = false
 		s.writers.Add(1)
 		go s.flush()
 		return
 	}
-	if s.waiting && s.urgentLocked() {
-		s.wakeLocked()
-	}
+	s.wakeLocked()
 }
 
 // wakeLocked ends the flusher's wait, if it waits.
@@ -199,10 +208,19 @@ func (s *session) flush() {
 			s.mu.Unlock()
 			return
 		}
-		if wait := s.coalesceLocked(); wait > 0 {
-			// The queue keeps filling meanwhile and goes out in one
-			// write. An empty queue waits too: a connection that just
-			// wrote is likely to have more within the window.
+		if wait := s.coalesceLocked(); wait > 0 && len(s.queue) > 0 && s.raw != nil {
+			// The sweeper writes it when the window has passed (see
+			// sweep.go); the queue keeps filling meanwhile.
+			s.swept = true
+			s.srv.sweeper.add(s, time.Now().Add(wait))
+			s.mu.Unlock()
+			s.srv.putItems(batch)
+			return
+		} else if wait > 0 && s.raw == nil {
+			// No sweeping (TLS): wait out the window here. The queue
+			// keeps filling meanwhile and goes out in one write. An
+			// empty queue waits too: a connection that just wrote is
+			// likely to have more within the window.
 			if s.wake == nil {
 				s.wake = make(chan struct{}, 1)
 			}
@@ -304,11 +322,7 @@ func (s *session) writeBatch(batch []item) error {
 	}
 	bufs := s.bufs[:0]
 	delivered := 0
-	var (
-		cur     *roomCursor
-		curRoom string
-		haveCur bool
-	)
+	var lc liveCursor
 	flushBufs := func() error {
 		if len(bufs) == 0 {
 			return nil
@@ -330,26 +344,14 @@ func (s *session) writeBatch(batch []item) error {
 			if err := s.runJob(it.job); err != nil {
 				return err
 			}
-			haveCur = false // the job may have added or dropped a cursor
+			lc.have = false // the job may have added or dropped a cursor
 		case it.f != nil:
-			// Batches are mostly one room's frames: look the cursor up
-			// once per run of them.
-			if it.f.Room != curRoom || !haveCur {
-				cur, curRoom, haveCur = s.cursors[it.f.Room], it.f.Room, true
-			}
-			c := cur
-			if it.f.ID != 0 {
-				if c == nil || it.f.ID <= c.last {
-					// Not yet caught up (the job will read it from the
-					// log) or already written.
-					continue
+			if b, counted := s.live1(&lc, it); b != nil {
+				bufs = append(bufs, b)
+				if counted {
+					delivered++
 				}
-				c.last = it.f.ID
-				delivered++
-			} else if c == nil {
-				continue
 			}
-			bufs = append(bufs, it.f.Data[it.v])
 		default:
 			bufs = append(bufs, it.data)
 		}
