@@ -155,7 +155,7 @@ func (s *session) sweep(sc *sweepScratch) {
 	}
 	s.swept = false
 	if len(s.queue) == 0 {
-		s.writing = false
+		s.idleLocked()
 		s.mu.Unlock()
 		return
 	}
@@ -204,10 +204,17 @@ func (s *session) sweep(sc *sweepScratch) {
 		return
 	}
 	if len(s.queue) == 0 {
-		s.writing = false
+		s.idleLocked()
 		return
 	}
 	s.scheduleLocked()
+}
+
+// idleLocked records that everything queued is written: nobody writes,
+// and a session that had fallen behind has caught up.
+func (s *session) idleLocked() {
+	s.writing = false
+	s.behindSince = time.Time{}
 }
 
 // scheduleLocked decides who writes what is queued, s.writing being set:
