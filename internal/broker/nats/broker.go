@@ -224,19 +224,19 @@ func sameLimits(have, want jetstream.StreamConfig) bool {
 // lost before the first delivery, the consumer is recreated from that
 // sequence, not from whatever is newest then.
 func (b *Broker) consume(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	info, err := b.stream.Info(cctx)
-	if err != nil {
-		return fmt.Errorf("nats: stream info: %w", err)
-	}
-	c, err := b.stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{b.prefix + "*"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
-	})
-	if err != nil {
-		return fmt.Errorf("nats: consumer: %w", err)
+	var c jetstream.Consumer
+	var err error
+	// A stream with replicas that was just created may not have elected
+	// its leader yet, and on a busy machine that can take longer than one
+	// call's timeout: try again while the caller's context allows.
+	for attempt := 1; ; attempt++ {
+		if c, err = b.orderedConsumer(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil || attempt == consumerAttempts || !leaderless(err) {
+			return err
+		}
+		b.log.Warn("consumer: retrying", "attempt", attempt, "err", err)
 	}
 	cc, err := c.Consume(b.handle,
 		// Pull requests expire every 4 s with heartbeats every 2 s, so a
@@ -253,6 +253,34 @@ func (b *Broker) consume(ctx context.Context) error {
 	b.cc = cc
 	b.mu.Unlock()
 	return nil
+}
+
+// leaderless reports whether err is what a stream without a leader
+// answers: no answer in time.
+func leaderless(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// consumerAttempts bounds the tries at making the node's consumer.
+const consumerAttempts = 3
+
+func (b *Broker) orderedConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	info, err := b.stream.Info(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream info: %w", err)
+	}
+	c, err := b.stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{b.prefix + "*"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: consumer: %w", err)
+	}
+	return c, nil
 }
 
 // handle runs on the consumer's dispatcher goroutine, one message at a
