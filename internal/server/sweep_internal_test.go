@@ -1,8 +1,14 @@
 package server
 
 import (
+	"context"
+	"io"
 	"net"
 	"testing"
+	"time"
+
+	"parley/internal/broker/local"
+	"parley/internal/hub"
 )
 
 func TestUnwritten(t *testing.T) {
@@ -18,5 +24,62 @@ func TestUnwritten(t *testing.T) {
 		if string(got) != tc.want || (tc.want == "" && got != nil) {
 			t.Errorf("unwritten after %d bytes: %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// A session whose queue drains in a sweep has caught up: its behind-since
+// time is cleared, or a client that fell behind once would, on falling
+// behind again later, count as behind since the first time and be closed
+// at once as a slow consumer.
+func TestSweepClearsBehindSince(t *testing.T) {
+	lb, err := local.Open(context.Background(), local.Config{Path: ":memory:"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	h := hub.New(hub.Config{Encode: Encode})
+	srv := New(Config{}, h, lb, nil)
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	s := &session{srv: srv, conn: conn, raw: parker(conn)}
+	s.setCursor("lobby", &roomCursor{display: "lobby"})
+	f := &hub.Frame{Room: "lobby", ID: 1}
+	f.Data[hub.VariantJSON] = []byte("frame")
+	s.mu.Lock()
+	s.behindSince = time.Now().Add(-time.Hour) // caught up from the log since
+	s.writing, s.swept = true, true
+	s.queue = []item{{f: f, v: hub.VariantJSON}}
+	s.live = 1
+	s.mu.Unlock()
+
+	var sc sweepScratch
+	s.sweep(&sc)
+
+	s.mu.Lock()
+	behind, writing := s.behindSince, s.writing
+	s.mu.Unlock()
+	if !behind.IsZero() || writing {
+		t.Fatalf("after a sweep drained the queue: behindSince %v, writing %v; want zero, false", behind, writing)
+	}
+	buf := make([]byte, 5)
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "frame" {
+		t.Fatalf("client read %q, %v; want the swept frame", buf, err)
 	}
 }
