@@ -41,21 +41,7 @@ func TestSweepClearsBehindSince(t *testing.T) {
 	srv := New(Config{}, h, lb, nil)
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, client := tcpPair(t)
 
 	s := &session{srv: srv, conn: conn, raw: parker(conn)}
 	s.setCursor("lobby", &roomCursor{display: "lobby"})
@@ -82,4 +68,26 @@ func TestSweepClearsBehindSince(t *testing.T) {
 	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "frame" {
 		t.Fatalf("client read %q, %v; want the swept frame", buf, err)
 	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed at
+// the end of the test.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server, client
 }

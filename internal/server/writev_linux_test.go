@@ -11,21 +11,7 @@ import (
 // A non-blocking writev into a socket that cannot take it all writes a
 // part and says how much; the rest, written after it, arrives in order.
 func TestWritevPartial(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	server, client := tcpPair(t)
 	rc := parker(server)
 
 	// 4 MiB: more than loopback socket buffers hold while nobody reads.
