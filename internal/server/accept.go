@@ -289,7 +289,8 @@ func (s *Server) fastUpgrade(c net.Conn, h upgradeHead) bool {
 		s.conns.Add(-1)
 		return false
 	}
-	c.SetReadDeadline(time.Time{})
+	// The handshake's read deadline stays until the session sets its own
+	// after the welcome (nothing is read before that).
 	s.mu.Lock()
 	delete(s.sniffing, c) // a session now: Shutdown closes it with 1001
 	s.mu.Unlock()
