@@ -210,23 +210,31 @@ func (s *session) sweep(sc *sweepScratch) {
 	s.scheduleLocked()
 }
 
-// idleLocked records that everything queued is written: nobody writes,
-// and a session that had fallen behind has caught up.
+// idleLocked records that everything queued is written: nobody writes, a
+// session that had fallen behind has caught up, and an idle connection
+// holds no queue.
 func (s *session) idleLocked() {
 	s.writing = false
 	s.behindSince = time.Time{}
+	s.srv.putItems(s.queue)
+	s.queue = nil
 }
 
 // scheduleLocked decides who writes what is queued, s.writing being set:
 // the sweeper after the coalescing window, or a flusher now.
 func (s *session) scheduleLocked() {
 	if wait := s.coalesceLocked(); wait > 0 && s.raw != nil {
-		s.swept = true
-		s.srv.sweeper.add(s, time.Now().Add(wait))
+		s.sweepLaterLocked(wait)
 		return
 	}
 	s.writers.Add(1)
 	go s.flush()
+}
+
+// sweepLaterLocked puts s on the sweeper's schedule, wait from now.
+func (s *session) sweepLaterLocked(wait time.Duration) {
+	s.swept = true
+	s.srv.sweeper.add(s, time.Now().Add(wait))
 }
 
 // collectLive appends the bytes of batch's live frames that are due (see

@@ -27,8 +27,8 @@ func TestUnwritten(t *testing.T) {
 	}
 }
 
-// A session whose queue drains in a sweep has caught up: its behind-since
-// time is cleared, or a client that fell behind once would, on falling
+// A session whose queue drains in a sweep is idle and has caught up: it
+// holds no queue, and its behind-since time is cleared, or a client that fell behind once would, on falling
 // behind again later, count as behind since the first time and be closed
 // at once as a slow consumer.
 func TestSweepClearsBehindSince(t *testing.T) {
@@ -54,14 +54,17 @@ func TestSweepClearsBehindSince(t *testing.T) {
 	s.live = 1
 	s.mu.Unlock()
 
-	var sc sweepScratch
+	// A worker that has swept before: its scratch queue becomes the
+	// session's, which must let it go.
+	sc := sweepScratch{batch: make([]item, 0, 8)}
 	s.sweep(&sc)
 
 	s.mu.Lock()
-	behind, writing := s.behindSince, s.writing
+	behind, writing, queue := s.behindSince, s.writing, s.queue
 	s.mu.Unlock()
-	if !behind.IsZero() || writing {
-		t.Fatalf("after a sweep drained the queue: behindSince %v, writing %v; want zero, false", behind, writing)
+	if !behind.IsZero() || writing || queue != nil {
+		t.Fatalf("after a sweep drained the queue: behindSince %v, writing %v, queue cap %d; want zero, false, none",
+			behind, writing, cap(queue))
 	}
 	buf := make([]byte, 5)
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -211,8 +211,7 @@ func (s *session) flush() {
 		if wait := s.coalesceLocked(); wait > 0 && len(s.queue) > 0 && s.raw != nil {
 			// The sweeper writes it when the window has passed (see
 			// sweep.go); the queue keeps filling meanwhile.
-			s.swept = true
-			s.srv.sweeper.add(s, time.Now().Add(wait))
+			s.sweepLaterLocked(wait)
 			s.mu.Unlock()
 			s.srv.putItems(batch)
 			return
@@ -250,14 +249,12 @@ func (s *session) flush() {
 			s.srv.metrics.slow.WithLabelValues("disconnect").Inc()
 		}
 		if len(s.queue) == 0 && !resync {
-			s.writing = false
+			s.idleLocked()
+			// Nor buffers, nor a timer.
 			s.wake, s.sleeper = nil, nil
-			s.behindSince = time.Time{}
-			// Idle again: hold no buffers.
-			s.srv.putItems(s.queue)
 			s.srv.putItems(batch)
 			s.srv.putBufs(s.bufs)
-			s.queue, s.bufs = nil, nil
+			s.bufs = nil
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
