@@ -143,8 +143,16 @@ func (l *sniffListener) sniff(c net.Conn) {
 	if end >= 0 {
 		head, rest := buf[:end+len(headEnd)], buf[end+len(headEnd):n]
 		if h, ok := parseUpgrade(head); ok && len(rest) == 0 {
-			if s.fastUpgrade(c, h) {
+			if opts, ok := s.admit(h); ok {
+				// The buffer goes back before the session starts: it
+				// may run on this goroutine for a while.
 				headBufs.Put(buf)
+				s.mu.Lock()
+				delete(s.sniffing, c) // a session now: Shutdown closes it with 1001
+				s.mu.Unlock()
+				// The handshake's read deadline stays until the session
+				// sets its own after the welcome (nothing is read before).
+				s.startSession(c, nil, c.RemoteAddr().String(), h.subprotocol, upgradeResponse(h.key, h.subprotocol), opts)
 				return
 			}
 		}
@@ -270,30 +278,24 @@ func hasToken(v []byte, token string) bool {
 	return false
 }
 
-// fastUpgrade starts a session for a parsed handshake, or reports false
-// when the handshake needs an answer that net/http gives (a refused
-// origin, a full server, bad options): nothing has been written then.
-func (s *Server) fastUpgrade(c net.Conn, h upgradeHead) bool {
+// admit checks what the fast path checks beyond the request's form, and
+// takes a connection slot: false when the handshake needs an answer that
+// net/http gives (a refused origin, bad options, a full server).
+func (s *Server) admit(h upgradeHead) (connectOptions, bool) {
 	if !s.originOK(h.origin, h.host) {
-		return false
+		return connectOptions{}, false
 	}
 	q, err := url.ParseQuery(h.query)
 	if err != nil {
-		return false
+		return connectOptions{}, false
 	}
 	opts, err := parseConnectOptions(q)
 	if err != nil {
-		return false
+		return connectOptions{}, false
 	}
 	if n := s.conns.Add(1); n > int64(s.cfg.MaxConnections) {
 		s.conns.Add(-1)
-		return false
+		return connectOptions{}, false
 	}
-	// The handshake's read deadline stays until the session sets its own
-	// after the welcome (nothing is read before that).
-	s.mu.Lock()
-	delete(s.sniffing, c) // a session now: Shutdown closes it with 1001
-	s.mu.Unlock()
-	s.startSession(c, nil, c.RemoteAddr().String(), h.subprotocol, upgradeResponse(h.key, h.subprotocol), opts)
-	return true
+	return opts, true
 }
