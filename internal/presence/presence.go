@@ -166,9 +166,14 @@ func Open(ctx context.Context, cfg Config, onEvent func(Event)) (*Presence, erro
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "parley presence: nicks, room members, node heartbeats",
-		History:     1,
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
+		// More than one revision per key: a watcher that lags behind
+		// by a few changes (a busy node) still receives each of them. With
+		// one, a join and a leave in quick succession replace each other
+		// in the stream before a lagging watcher reads the join, and that
+		// node shows neither notice.
+		History:  presenceHistory,
+		Replicas: cfg.Replicas,
+		Storage:  jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("presence: bucket %s: %w", cfg.Bucket, err)
@@ -224,6 +229,9 @@ func Open(ctx context.Context, cfg Config, onEvent func(Event)) (*Presence, erro
 	go p.writer(rctx)
 	return p, nil
 }
+
+// presenceHistory is how many revisions of each key the bucket keeps.
+const presenceHistory = 8
 
 func nodeKey(node string) string { return "node." + node }
 func nickKey(nick string) string { return "nick." + chat.FoldName(nick) }

@@ -281,3 +281,38 @@ func TestRestartSameName(t *testing.T) {
 		t.Fatalf("leaves on b: %d", b.ev.count(Leave, "lobby", "erin"))
 	}
 }
+
+// A join and a leave in quick succession are two events on every node,
+// even on one whose watcher lags behind: the bucket keeps more than the
+// latest revision of a key, so the join is still there to be read when
+// the leave has already been written.
+func TestQuickJoinLeave(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	start := func(name string) *node { return startNodeTTL(t, srv.URL(), name, time.Second, time.Minute) }
+	a, b := start("a"), start("b")
+	ctx := ctxT(t)
+	// Writes back to back, as fast as NATS acknowledges them: far faster
+	// than a watcher under -race handles each event.
+	const n = 300
+	for i := range n {
+		nick := fmt.Sprint("q", i)
+		if err := a.p.Join(ctx, "quick", nick); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.p.Leave(ctx, "quick", nick); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, nd := range []*node{a, b} {
+		waitFor(t, 20*time.Second, "the last leave on node "+nd.p.cfg.Node, func() bool {
+			return nd.ev.count(Leave, "quick", fmt.Sprint("q", n-1)) == 1
+		})
+		for i := range n {
+			nick := fmt.Sprint("q", i)
+			if j, l := nd.ev.count(Join, "quick", nick), nd.ev.count(Leave, "quick", nick); j != 1 || l != 1 {
+				t.Fatalf("node %s: %s joined %d times and left %d times, want once each", nd.p.cfg.Node, nick, j, l)
+			}
+		}
+	}
+}
